@@ -1,0 +1,136 @@
+//! `conclave serve`: listeners, TLS, periodic work and orderly shutdown.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::api::{app, now, AppState};
+use crate::config::Config;
+use crate::setup;
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let data = setup::open(&config).await?;
+    let (cert, key) = config.tls_paths();
+    let tls = RustlsConfig::from_config(crate::tls::server_config(&cert, &key)?);
+    let state = AppState::new(
+        config.clone(),
+        data.store.clone(),
+        data.audit,
+        Arc::clone(&data.key),
+    )?;
+    let router = app(state.clone());
+
+    let handle = axum_server::Handle::new();
+    let mut servers = Vec::new();
+    for addr in &config.server.listen {
+        let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr()?;
+        // Tests and scripts read this line to learn the ports chosen for port 0.
+        println!("listening on https://{local}");
+        let server = axum_server::from_tcp_rustls(listener, tls.clone())
+            .handle(handle.clone())
+            .serve(
+                router
+                    .clone()
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            );
+        servers.push(tokio::spawn(server));
+    }
+    println!("Conclave is ready at {}", config.server.public_url);
+    state
+        .audit
+        .note(
+            now(),
+            "system",
+            "server.start",
+            "server",
+            "ok",
+            vec![format!(
+                "listening on {}",
+                config
+                    .server
+                    .listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
+        )
+        .await?;
+
+    let periodic = tokio::spawn(periodic_work(state.clone()));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    for server in servers {
+        let _ = server.await;
+    }
+    periodic.abort();
+
+    let t = now();
+    state.audit.flush_probes(t).await?;
+    state
+        .audit
+        .note(t, "system", "server.stop", "server", "ok", vec![])
+        .await?;
+    state.audit.sign_head(t).await?;
+    state.store.close().await;
+    println!("stopped; audit log head signed");
+    Ok(())
+}
+
+/// Signs the audit head, reports aggregated probes and purges expired rows, each on
+/// its own period.
+async fn periodic_work(state: AppState) {
+    let audit = &state.config.audit;
+    let mut sign = tokio::time::interval(Duration::from_secs(audit.sign_interval_seconds.into()));
+    let mut probes = tokio::time::interval(Duration::from_secs(
+        audit.probe_report_interval_seconds.into(),
+    ));
+    let mut purge = tokio::time::interval(Duration::from_secs(600));
+    for timer in [&mut sign, &mut probes, &mut purge] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        let result = tokio::select! {
+            _ = sign.tick() => state.audit.sign_head(now()).await.map(drop),
+            _ = probes.tick() => state.audit.flush_probes(now()).await,
+            _ = purge.tick() => state.store.purge_expired(now()).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "periodic work failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
