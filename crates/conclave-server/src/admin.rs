@@ -129,7 +129,7 @@ pub async fn user_reset_password(config: &Config, name: &str) -> anyhow::Result<
     let user = user_named(&data, name).await?;
     let password = crate::password::generate();
     data.store
-        .set_password_hash(&user.id, &crate::password::hash_new(&password)?)
+        .set_password_hash(&user.id, &crate::password::hash_new(&password)?, None)
         .await?;
     data.audit
         .note(

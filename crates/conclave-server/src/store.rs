@@ -348,8 +348,14 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Replaces a password hash and ends the user's sessions. False if no such user.
-    pub async fn set_password_hash(&self, id: &UserId, hash: &str) -> Result<bool> {
+    /// Replaces a password hash and ends the user's sessions except `keep` (the session
+    /// that made the change, if any). False if no such user.
+    pub async fn set_password_hash(
+        &self,
+        id: &UserId,
+        hash: &str,
+        keep: Option<&str>,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
@@ -358,12 +364,22 @@ impl Store {
             .await?
             .rows_affected()
             == 1;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
             .bind(id.to_string())
+            .bind(keep.unwrap_or(""))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(done)
+    }
+
+    /// The stored password hash of a user.
+    pub async fn password_hash(&self, id: &UserId) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(r.try_get("password_hash")?)).transpose()
     }
 
     /// Number of accounts (zero before the first admin exists).

@@ -61,6 +61,26 @@ async fn a_secret_meeting_admits_only_managed_devices_on_trusted_networks() {
                 .to_string(),
         );
     }
+    // The printed one-time admin password is replaced at once; other sessions end.
+    let mut other_admin_session = server.client();
+    other_admin_session
+        .login(&v4, "admin", &server.admin_password.clone())
+        .await;
+    let changed = admin
+        .post(
+            &format!("{v4}/api/session/password"),
+            json!({"current_password": server.admin_password, "new_password": "a much longer passphrase"}),
+        )
+        .await;
+    assert_eq!(changed.status, 204);
+    assert_eq!(
+        other_admin_session
+            .get(&format!("{v4}/api/session"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(admin.get(&format!("{v4}/api/session")).await.status, 200);
     let org: OrganisationPublicKey = admin.get(&format!("{v4}/api/organisation")).await.json()
         ["public_key"]
         .as_str()

@@ -238,3 +238,68 @@ pub(super) async fn logout(
     );
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }
+
+/// A password change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordChange {
+    current_password: String,
+    /// At least 12 characters.
+    new_password: String,
+}
+
+/// Changes the caller's password; every other session of theirs ends.
+#[utoipa::path(post, path = "/api/session/password", tag = "session", request_body = PasswordChange,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(req): Json<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let stored = state
+        .store
+        .password_hash(auth.user_id())
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let (current, new) = (req.current_password, req.new_password);
+    let hashed = tokio::task::spawn_blocking(move || {
+        if crate::password::verify(&current, &stored) {
+            Some(crate::password::hash_new(&new))
+        } else {
+            None
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let Some(hashed) = hashed else {
+        state
+            .audit
+            .note(
+                now(),
+                auth.actor(),
+                "auth.change_password",
+                auth.actor(),
+                "failed",
+                vec!["wrong current password".into()],
+            )
+            .await?;
+        return Err(ApiError::Forbidden("the current password is wrong".into()));
+    };
+    let hash = hashed.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    state
+        .store
+        .set_password_hash(auth.user_id(), &hash, Some(&auth.token_hash))
+        .await?;
+    state
+        .audit
+        .note(
+            now(),
+            auth.actor(),
+            "auth.change_password",
+            auth.actor(),
+            "ok",
+            vec![],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -142,6 +142,7 @@ pub fn app(state: AppState) -> Router {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::organisation))
         .routes(routes!(auth::login, auth::whoami, auth::logout))
+        .routes(routes!(auth::change_password))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::update))
         .routes(routes!(devices::register, devices::list))
