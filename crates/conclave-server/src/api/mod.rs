@@ -172,7 +172,35 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NoSuch("resource") })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// One log line per request: the route template (never the raw path, which would
+/// carry meeting ids), status, duration and the redacted client address.
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(unmatched)".to_string(), |p| p.as_str().to_string());
+    let client = conclave_types::Pii(
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+    );
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        %route,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        %client,
+        "request"
+    );
+    response
 }
 
 async fn security_headers(mut response: Response) -> Response {
