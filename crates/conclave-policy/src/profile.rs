@@ -169,6 +169,69 @@ impl Profile {
             max_participants: spec.max_participants,
         })
     }
+
+    /// What the profile means, one plain sentence per rule, for the people who
+    /// choose a classification and the people who join under it.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![match self.audience {
+            Audience::Invitees => "only hosts and invited people can join",
+            Audience::Organisation => "anyone with an account of the organisation can join",
+            Audience::Guests => "anyone who has the link can join",
+        }
+        .to_string()];
+        match self.lobby {
+            LobbyRule::None => {}
+            LobbyRule::Guests => lines.push(
+                "people who were not invited wait in the lobby until a host admits them".into(),
+            ),
+            LobbyRule::Everyone => lines
+                .push("everyone except hosts waits in the lobby until a host admits them".into()),
+        }
+        if self.required_trust == DeviceTrust::Managed {
+            lines.push("only from devices managed by the organisation".into());
+        }
+        let names: Vec<&str> = self
+            .trusted_networks
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        let trusted = if names.is_empty() {
+            "no network is trusted".to_string()
+        } else {
+            format!("trusted networks: {}", names.join(", "))
+        };
+        lines.push(match self.untrusted_network {
+            UntrustedNetworkAction::Flag => {
+                format!("{trusted}; people on other networks are shown as untrusted")
+            }
+            UntrustedNetworkAction::Lobby => {
+                format!("{trusted}; people on other networks wait for a host to admit them")
+            }
+            UntrustedNetworkAction::Deny => {
+                format!("{trusted}; nobody can join from any other network")
+            }
+        });
+        if let Some(w) = self.join_window {
+            let after = match w.closes_after_end.as_secs() / 60 {
+                0 => "closes at the scheduled end".to_string(),
+                m => format!("closes {m} minutes after the scheduled end"),
+            };
+            lines.push(format!(
+                "joining opens {} minutes before the start and {after}",
+                w.opens_before_start.as_secs() / 60
+            ));
+        }
+        if let Some(lock) = self.lock_after_start {
+            lines.push(format!(
+                "{} minutes after the start the room locks: latecomers wait for a host",
+                lock.as_secs() / 60
+            ));
+        }
+        if let Some(max) = self.max_participants {
+            lines.push(format!("at most {max} participants"));
+        }
+        lines
+    }
 }
 
 /// The four built-in profiles, used when the config defines none of that name.
@@ -254,6 +317,33 @@ pub fn default_profiles() -> Vec<(Classification, ProfileSpec)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_profile_describes_itself_in_plain_words() {
+        let networks = [NamedNetwork {
+            name: "office".into(),
+            ranges: vec!["10.0.0.0/8".parse().expect("valid net")],
+        }];
+        let spec = default_profiles()
+            .into_iter()
+            .find(|(c, _)| c.as_str() == "secret")
+            .expect("secret default")
+            .1;
+        let lines = Profile::resolve(&spec, &networks)
+            .expect("office")
+            .describe();
+        assert_eq!(
+            lines,
+            [
+                "only hosts and invited people can join",
+                "only from devices managed by the organisation",
+                "trusted networks: office; nobody can join from any other network",
+                "joining opens 15 minutes before the start and closes at the scheduled end",
+                "10 minutes after the start the room locks: latecomers wait for a host",
+                "at most 20 participants",
+            ]
+        );
+    }
 
     #[test]
     fn all_four_defaults_are_present_in_order() {

@@ -52,6 +52,8 @@ pub(super) struct ClassificationInfo {
     join_closes_minutes_after_end: Option<u64>,
     lock_minutes_after_start: Option<u64>,
     max_participants: Option<u32>,
+    /// The rules in plain words, one sentence each.
+    description: Vec<String>,
 }
 
 /// The classifications organisers can choose, with what each requires.
@@ -79,6 +81,7 @@ pub(super) async fn classifications(
                 join_closes_minutes_after_end: p.join_window.map(|w| minutes(w.closes_after_end)),
                 lock_minutes_after_start: p.lock_after_start.map(minutes),
                 max_participants: p.max_participants,
+                description: p.describe(),
             })
             .collect(),
     )
