@@ -1,6 +1,7 @@
 //! The server's writer of the audit log: chains entries with `conclave-audit`, stores
 //! them, signs the head with the organisation key, and folds refused meeting lookups
-//! into one entry per client per period so that a scanner cannot flood the log.
+//! (and sign-ins during backoff) into one entry per client per period so that a
+//! scanner cannot flood the log.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ pub struct AuditLog {
     key: Arc<OrganisationKey>,
     /// Serialises this process's appends so they rarely race at all.
     writer: tokio::sync::Mutex<()>,
-    probes: Mutex<BTreeMap<String, u64>>,
+    refusals: Mutex<BTreeMap<(Refusal, String), u64>>,
 }
 
 /// Why verification could not say yes.
@@ -43,7 +44,7 @@ impl AuditLog {
             store,
             key,
             writer: tokio::sync::Mutex::new(()),
-            probes: Mutex::new(BTreeMap::new()),
+            refusals: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -98,30 +99,56 @@ impl AuditLog {
         Ok(Some(head))
     }
 
-    /// Counts a refused meeting lookup by `actor` (a user or a client address).
-    pub fn note_probe(&self, actor: String) {
-        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
-        *probes.entry(actor).or_insert(0) += 1;
+    /// Counts a refused request of a repeatable kind (a meeting lookup that found
+    /// nothing the caller may see, a sign-in during backoff) by `actor` (a user or a
+    /// client address). [`AuditLog::flush_refusals`] writes one entry per kind and actor.
+    pub fn note_refusal(&self, kind: Refusal, actor: String) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        *refusals.entry((kind, actor)).or_insert(0) += 1;
     }
 
-    /// Writes one entry per actor for the refused lookups counted since the last flush.
-    pub async fn flush_probes(&self, now: Timestamp) -> Result<(), StoreError> {
-        let probes = std::mem::take(&mut *self.probes.lock().unwrap_or_else(|p| p.into_inner()));
-        for (actor, count) in probes {
+    /// Writes one entry per kind and actor for the refusals counted since the last flush.
+    pub async fn flush_refusals(&self, now: Timestamp) -> Result<(), StoreError> {
+        let refusals =
+            std::mem::take(&mut *self.refusals.lock().unwrap_or_else(|p| p.into_inner()));
+        for ((kind, actor), count) in refusals {
+            let (action, target, what) = match kind {
+                Refusal::MeetingLookup => (
+                    "meeting.lookup_refused",
+                    "meeting:*",
+                    "requests for meetings that do not exist or are not theirs",
+                ),
+                Refusal::LoginThrottled => (
+                    "auth.login",
+                    "account:*",
+                    "sign-in attempts refused during backoff",
+                ),
+            };
+            let decision = match kind {
+                Refusal::MeetingLookup => "refused",
+                Refusal::LoginThrottled => "throttled",
+            };
             self.note(
                 now,
                 actor,
-                "meeting.lookup_refused",
-                "meeting:*",
-                "refused",
-                vec![format!(
-                    "{count} requests for meetings that do not exist or are not theirs"
-                )],
+                action,
+                target,
+                decision,
+                vec![format!("{what}: {count}")],
             )
             .await?;
         }
         Ok(())
     }
+}
+
+/// Requests that are refused often and cheaply, and so are audited as counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refusal {
+    /// A meeting lookup answered "no such meeting".
+    MeetingLookup,
+    /// A sign-in refused because of backoff.
+    LoginThrottled,
 }
 
 /// Checks the whole stored log against the signed heads and the organisation key,

@@ -16,6 +16,10 @@ pub mod api;
 pub mod audit_log;
 pub mod config;
 pub mod files;
+/// Entry points for fuzz targets (the cargo-fuzz project in `fuzz/` at the workspace
+/// root). Not part of the stable API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod password;
 pub mod presence;

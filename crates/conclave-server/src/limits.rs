@@ -60,6 +60,11 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
             blocked_until: None,
             last: now,
         });
+        // A key quiet for longer than the longest backoff starts afresh, so old
+        // failures do not make a single new one costly forever.
+        if now.saturating_duration_since(f.last) > self.max {
+            f.count = 0;
+        }
         f.count = f.count.saturating_add(1);
         f.last = now;
         let over = f.count.checked_sub(self.free).filter(|n| *n > 0)?;
@@ -134,6 +139,15 @@ mod tests {
         assert_eq!(b.blocked(&"bob", t), None);
         b.clear(&"alice");
         assert_eq!(b.blocked(&"alice", t), None);
+        for _ in 0..3 {
+            b.fail(&"carol", t);
+        }
+        let later = t + Duration::from_secs(6);
+        assert_eq!(
+            b.fail(&"carol", later),
+            None,
+            "failures older than the cap are forgotten"
+        );
     }
 
     #[test]

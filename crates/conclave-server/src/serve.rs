@@ -73,7 +73,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     periodic.abort();
 
     let t = now();
-    state.audit.flush_probes(t).await?;
+    state.audit.flush_refusals(t).await?;
     state
         .audit
         .note(t, "system", "server.stop", "server", "ok", vec![])
@@ -99,7 +99,7 @@ async fn periodic_work(state: AppState) {
     loop {
         let result = tokio::select! {
             _ = sign.tick() => state.audit.sign_head(now()).await.map(drop),
-            _ = probes.tick() => state.audit.flush_probes(now()).await,
+            _ = probes.tick() => state.audit.flush_refusals(now()).await,
             _ = purge.tick() => state.store.purge_expired(now()).await,
         };
         if let Err(e) = result {

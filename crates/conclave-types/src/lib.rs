@@ -172,7 +172,13 @@ impl Timestamp {
     pub fn parse_rfc3339(s: &str) -> Result<Self, TimestampError> {
         let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .map_err(|_| TimestampError::Malformed)?;
-        let ms = t.unix_timestamp_nanos() / 1_000_000;
+        // Only times that also print as RFC 3339 in UTC, so every parsed value
+        // serialises back to text that parses.
+        let utc_year = t.checked_to_offset(time::UtcOffset::UTC).map(|u| u.year());
+        if !utc_year.is_some_and(|y| (1..=9999).contains(&y)) {
+            return Err(TimestampError::Malformed);
+        }
+        let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
         i64::try_from(ms)
             .map(Self)
             .map_err(|_| TimestampError::Malformed)
@@ -410,6 +416,30 @@ mod tests {
             "\"2026-11-23T09:30:00Z\""
         );
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn every_parsed_timestamp_prints_back_as_text_that_parses() {
+        for text in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59-23:59"] {
+            assert!(
+                Timestamp::parse_rfc3339(text).is_err(),
+                "{text} is outside 0001-9999 UTC"
+            );
+        }
+        let before_1970 = Timestamp::parse_rfc3339("1969-12-31T23:59:59.9999Z").expect("valid");
+        assert_eq!(
+            before_1970.unix_millis(),
+            -1,
+            "rounded down, not towards zero"
+        );
+        for text in [
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999Z",
+            "1969-12-31T23:59:59.9999Z",
+        ] {
+            let t = Timestamp::parse_rfc3339(text).expect("valid");
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Ok(t), "{text}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::{
     now, random_token, sha256_hex, ApiError, AppState, Auth, ClientAddr, ErrorBody, Json,
     SESSION_COOKIE,
 };
+use crate::audit_log::Refusal;
 use crate::store::User;
 
 /// The organisation, for clients that verify credentials against its key.
@@ -103,20 +104,9 @@ pub(super) async fn login(
         .blocked(&name_key, t)
         .max(state.login_by_client.blocked(&client, t));
     if let Some(wait) = blocked {
-        state
-            .audit
-            .note(
-                now(),
-                actor,
-                "auth.login",
-                format!("account:{}", req.name),
-                "throttled",
-                vec![format!(
-                    "backing off for {} s after repeated failures",
-                    wait.as_secs().max(1)
-                )],
-            )
-            .await?;
+        // Counted, not written one by one: the failures that started the backoff were
+        // audited, and a client hammering during it must not flood the log.
+        state.audit.note_refusal(Refusal::LoginThrottled, actor);
         return Err(ApiError::TooManyRequests(wait));
     }
 

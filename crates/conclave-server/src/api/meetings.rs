@@ -31,6 +31,7 @@ use super::{
     now, random_id_bytes, random_token, spend_lookup, ApiError, AppState, Auth, ClientAddr,
     ErrorBody, Json, MaybeAuth,
 };
+use crate::audit_log::Refusal;
 use crate::store::{Meeting, MemberRole};
 
 // ---- classifications ------------------------------------------------------
@@ -362,7 +363,7 @@ fn refuse(state: &AppState, auth: &MaybeAuth, client: ClientAddr) -> ApiError {
         Some(a) => a.actor(),
         None => format!("client:{}", client.0),
     };
-    state.audit.note_probe(actor);
+    state.audit.note_refusal(Refusal::MeetingLookup, actor);
     ApiError::NoSuchMeeting
 }
 

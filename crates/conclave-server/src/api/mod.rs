@@ -170,6 +170,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::NoSuch("resource") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(log_request))
@@ -189,7 +190,14 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
         request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip()),
+            .map(|c| c.0)
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>()
+                    .map(|c| c.0)
+            })
+            .map(|a| a.ip()),
     );
     let response = next.run(request).await;
     tracing::info!(
@@ -250,6 +258,8 @@ pub enum ApiError {
     NoSuchMeeting,
     /// A non-meeting resource that does not exist.
     NoSuch(&'static str),
+    /// The path exists, the method does not.
+    MethodNotAllowed,
     /// Conflicts with existing state.
     Conflict(String),
     /// Over a rate limit or in login backoff.
@@ -295,6 +305,11 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!("no such {what}"),
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here".to_string(),
             ),
             Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             Self::TooManyRequests(wait) => {
@@ -344,11 +359,11 @@ pub struct ClientAddr(pub IpAddr);
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
+        // The extractor, not the raw extension, so that `MockConnectInfo` works in tests.
+        let peer = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
             .map(|c| c.0.ip())
-            .ok_or_else(|| ApiError::Internal("no peer address on the connection".into()))?;
+            .map_err(|_| ApiError::Internal("no peer address on the connection".into()))?;
         Ok(Self(client_addr(&state.config, peer, &parts.headers)))
     }
 }
@@ -519,6 +534,28 @@ pub fn spend_lookup(
             .map_err(ApiError::TooManyRequests)?;
     }
     Ok(())
+}
+
+/// Every JSON request body type, by name, paired with whether `data` deserialises
+/// into it the way the [`Json`] extractor would. For the fuzz targets in
+/// [`crate::fuzzing`]; the body types themselves stay private to their modules.
+#[doc(hidden)]
+pub(crate) fn parse_request_bodies(data: &[u8]) -> [(&'static str, bool); 10] {
+    fn ok<T: serde::de::DeserializeOwned>(data: &[u8]) -> bool {
+        serde_json::from_slice::<T>(data).is_ok()
+    }
+    [
+        ("LoginRequest", ok::<auth::LoginRequest>(data)),
+        ("PasswordChange", ok::<auth::PasswordChange>(data)),
+        ("NewUser", ok::<users::NewUser>(data)),
+        ("UserUpdate", ok::<users::UserUpdate>(data)),
+        ("NewDevice", ok::<devices::NewDevice>(data)),
+        ("DeviceUpdate", ok::<devices::DeviceUpdate>(data)),
+        ("NewEnrolmentToken", ok::<devices::NewEnrolmentToken>(data)),
+        ("NewMeeting", ok::<meetings::NewMeeting>(data)),
+        ("MeetingUpdate", ok::<meetings::MeetingUpdate>(data)),
+        ("JoinBody", ok::<meetings::JoinBody>(data)),
+    ]
 }
 
 #[cfg(test)]
