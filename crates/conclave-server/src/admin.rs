@@ -4,9 +4,10 @@
 use std::io::Write;
 
 use anyhow::{bail, Context as _};
-use conclave_types::{DeviceId, DeviceTrust, Pii, Role, UserId};
+use conclave_types::{DeviceId, DeviceTrust, Role};
 
-use crate::api::{now, random_id_bytes, random_token, sha256_hex};
+use crate::accounts;
+use crate::api::{now, random_token, sha256_hex};
 use crate::audit_log::{verify_stored, VerifyFailure};
 use crate::config::Config;
 use crate::setup::{self, DataDir};
@@ -32,31 +33,16 @@ pub async fn user_add(
     password: Option<String>,
 ) -> anyhow::Result<()> {
     let data = setup::open(config).await?;
-    if data.store.user_by_name(name).await?.is_some() {
-        bail!("the account name `{name}` is taken");
-    }
-    let generated = password.is_none().then(crate::password::generate);
-    let password = password.or_else(|| generated.clone()).unwrap_or_default();
-    let hash = crate::password::hash_new(&password)?;
-    let user = User {
-        id: UserId::from_bytes(random_id_bytes()),
-        name: Pii(name.to_string()),
-        display_name: Pii(display_name.to_string()),
+    let (user, generated) = accounts::create(
+        &data.store,
+        &data.audit,
+        ACTOR,
+        name,
+        display_name,
         role,
-        disabled: false,
-        created_at: now(),
-    };
-    data.store.insert_user(&user, &hash).await?;
-    data.audit
-        .note(
-            now(),
-            ACTOR,
-            "user.create",
-            format!("user:{}", user.id),
-            "ok",
-            vec![format!("role {role}")],
-        )
-        .await?;
+        password,
+    )
+    .await?;
     println!("created {name} ({role}), id {}", user.id);
     if let Some(p) = generated {
         println!("password: {p}");

@@ -11,6 +11,7 @@
 //! `oneshot` in tests); [`admin`] holds the CLI's administrative commands; [`serve`]
 //! runs listeners and periodic work (audit head signing, probe reports).
 
+pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod audit_log;

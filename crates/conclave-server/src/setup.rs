@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use conclave_identity::OrganisationKey;
-use conclave_types::{Pii, Role, UserId};
+use conclave_types::Role;
 
-use crate::api::{now, random_id_bytes};
+use crate::accounts;
+use crate::api::now;
 use crate::audit_log::AuditLog;
 use crate::config::Config;
 use crate::files::write_private;
-use crate::store::{Store, User};
+use crate::store::Store;
 
 /// What `init` made.
 #[derive(Debug)]
@@ -64,28 +65,17 @@ pub async fn init(config: &Config, admin_name: &str) -> anyhow::Result<Initialis
 
     let mut admin = None;
     if store.count_users().await? == 0 {
-        let password = crate::password::generate();
-        let hash = crate::password::hash_new(&password)?;
-        let user = User {
-            id: UserId::from_bytes(random_id_bytes()),
-            name: Pii(admin_name.to_string()),
-            display_name: Pii("Administrator".to_string()),
-            role: Role::Admin,
-            disabled: false,
-            created_at: now(),
-        };
-        store.insert_user(&user, &hash).await?;
-        audit
-            .note(
-                now(),
-                "operator:cli",
-                "user.create",
-                format!("user:{}", user.id),
-                "ok",
-                vec!["first admin".into()],
-            )
-            .await?;
-        admin = Some((admin_name.to_string(), password));
+        let (_, password) = accounts::create(
+            &store,
+            &audit,
+            "operator:cli",
+            admin_name,
+            "Administrator",
+            Role::Admin,
+            None,
+        )
+        .await?;
+        admin = password.map(|p| (admin_name.to_string(), p));
     }
     audit.sign_head(now()).await?;
     store.close().await;

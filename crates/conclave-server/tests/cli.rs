@@ -95,6 +95,15 @@ fn users_devices_and_the_audit_log_from_the_command_line() {
     assert_eq!(taken.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&taken.stderr).contains("taken"));
 
+    let bad_name = cli_in(
+        dir.path(),
+        &["user", "add", "Fox Mulder", "--display-name", "Fox"],
+    );
+    assert_eq!(bad_name.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad_name.stderr).contains("an account name is 1-64 characters")
+    );
+
     ok(&cli_in(dir.path(), &["user", "set-role", "fox", "auditor"]));
     ok(&cli_in(dir.path(), &["user", "disable", "dana"]));
     let list = ok(&cli_in(dir.path(), &["user", "list"]));

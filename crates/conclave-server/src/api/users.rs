@@ -3,13 +3,13 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use conclave_types::{Pii, Role, UserId};
+use conclave_types::{Role, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::UserInfo;
-use super::{now, random_id_bytes, ApiError, AppState, Auth, ErrorBody, Json};
-use crate::store::{StoreError, User};
+use super::{now, ApiError, AppState, Auth, ErrorBody, Json};
+use crate::accounts::{self, AccountError};
 
 /// Lists every account.
 #[utoipa::path(get, path = "/api/users", tag = "users",
@@ -44,70 +44,6 @@ pub(super) struct CreatedUser {
     generated_password: Option<String>,
 }
 
-/// Validates an account name.
-pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
-    let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_' | b'@')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(
-            "an account name is 1-64 characters of a-z, 0-9, '.', '-', '_' and '@'".into(),
-        ))
-    }
-}
-
-/// Validates a display name.
-pub(crate) fn check_display_name(name: &str) -> Result<(), ApiError> {
-    if (1..=128).contains(&name.len()) && !name.chars().any(char::is_control) && name.trim() == name
-    {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(
-            "a display name is 1-128 bytes of text without control characters or surrounding spaces"
-                .into(),
-        ))
-    }
-}
-
-/// Makes a user account with a hashed password.
-pub(crate) async fn create_account(
-    state: &AppState,
-    name: &str,
-    display_name: &str,
-    role: Role,
-    password: Option<&str>,
-) -> Result<(User, Option<String>), ApiError> {
-    check_name(name)?;
-    check_display_name(display_name)?;
-    let generated = password.is_none().then(crate::password::generate);
-    let password = password
-        .map(str::to_string)
-        .or_else(|| generated.clone())
-        .unwrap_or_default();
-    let hash = tokio::task::spawn_blocking(move || crate::password::hash_new(&password))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let user = User {
-        id: UserId::from_bytes(random_id_bytes()),
-        name: Pii(name.to_string()),
-        display_name: Pii(display_name.to_string()),
-        role,
-        disabled: false,
-        created_at: now(),
-    };
-    match state.store.insert_user(&user, &hash).await {
-        Ok(()) => Ok((user, generated)),
-        Err(StoreError::Conflict) => Err(ApiError::Conflict(format!(
-            "the account name {name} is taken"
-        ))),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Creates an account.
 #[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser,
     responses((status = 201, body = CreatedUser), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -117,25 +53,21 @@ pub(super) async fn create(
     Json(req): Json<NewUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     auth.require(&[Role::Admin], "create accounts")?;
-    let (user, generated_password) = create_account(
-        &state,
+    let (user, generated_password) = accounts::create(
+        &state.store,
+        &state.audit,
+        &auth.actor(),
         &req.name,
         &req.display_name,
         req.role,
-        req.password.as_deref(),
+        req.password,
     )
-    .await?;
-    state
-        .audit
-        .note(
-            now(),
-            auth.actor(),
-            "user.create",
-            format!("user:{}", user.id),
-            "ok",
-            vec![format!("role {}", user.role)],
-        )
-        .await?;
+    .await
+    .map_err(|e| match e {
+        AccountError::Taken(_) => ApiError::Conflict(e.to_string()),
+        AccountError::Store(e) => e.into(),
+        e => ApiError::BadRequest(e.to_string()),
+    })?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {
