@@ -1,10 +1,11 @@
-//! Making accounts: one path for the API, the CLI and `init`, so that every account,
-//! however it was made, passes the same name rules and password policy and is audited
-//! the same way.
+//! Making accounts and enrolment tokens: one path for the API, the CLI and `init`, so
+//! that whatever made them, the same rules apply and the audit log says the same.
 
-use conclave_types::{Pii, Role, UserId};
+use std::time::Duration;
 
-use crate::api::{now, random_id_bytes};
+use conclave_types::{Pii, Role, Timestamp, UserId};
+
+use crate::api::{now, random_id_bytes, random_token, sha256_hex};
 use crate::audit_log::AuditLog;
 use crate::password::PasswordError;
 use crate::store::{Store, StoreError, User};
@@ -89,6 +90,43 @@ pub async fn create(
         )
         .await?;
     Ok((user, generated))
+}
+
+/// Issues a one-time token with which a device registers as `managed`, in the name of
+/// the admin `created_by`, optionally only for `for_user`'s devices. Only its hash is
+/// stored; the token itself is returned once.
+pub async fn issue_enrolment_token(
+    store: &Store,
+    audit: &AuditLog,
+    actor: &str,
+    created_by: &UserId,
+    for_user: Option<&UserId>,
+    lifetime: Duration,
+) -> Result<(String, Timestamp), StoreError> {
+    let token = random_token::<32>();
+    let issued = now();
+    let expires_at = issued.saturating_add(lifetime);
+    store
+        .insert_enrolment_token(
+            &sha256_hex(token.as_bytes()),
+            created_by,
+            for_user,
+            issued,
+            expires_at,
+        )
+        .await?;
+    let target = for_user.map_or("user:*".into(), |u| format!("user:{u}"));
+    audit
+        .note(
+            issued,
+            actor,
+            "device.enrolment_token",
+            target,
+            "ok",
+            vec![],
+        )
+        .await?;
+    Ok((token, expires_at))
 }
 
 #[cfg(test)]

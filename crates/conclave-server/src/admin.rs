@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _};
 use conclave_types::{DeviceId, DeviceTrust, Role};
 
 use crate::accounts;
-use crate::api::{now, random_token, sha256_hex};
+use crate::api::now;
 use crate::audit_log::{verify_stored, VerifyFailure};
 use crate::config::Config;
 use crate::setup::{self, DataDir};
@@ -225,30 +225,18 @@ pub async fn device_enrol_token(config: &Config, user: Option<&str>) -> anyhow::
         .into_iter()
         .find(|u| u.role == Role::Admin && !u.disabled)
         .context("no active admin account to issue the token in the name of")?;
-    let token = random_token::<32>();
-    let t = now();
-    let expires = t.saturating_add(std::time::Duration::from_secs(
+    let lifetime = std::time::Duration::from_secs(
         u64::from(config.devices.enrolment_token_lifetime_hours) * 3600,
-    ));
-    data.store
-        .insert_enrolment_token(
-            &sha256_hex(token.as_bytes()),
-            &admin.id,
-            for_user.as_ref(),
-            t,
-            expires,
-        )
-        .await?;
-    data.audit
-        .note(
-            t,
-            ACTOR,
-            "device.enrolment_token",
-            for_user.map_or("user:*".into(), |u| format!("user:{u}")),
-            "ok",
-            vec![],
-        )
-        .await?;
+    );
+    let (token, expires) = accounts::issue_enrolment_token(
+        &data.store,
+        &data.audit,
+        ACTOR,
+        &admin.id,
+        for_user.as_ref(),
+        lifetime,
+    )
+    .await?;
     println!("enrolment token (valid until {expires}): {token}");
     Ok(())
 }

@@ -16,9 +16,7 @@ use conclave_types::{DeviceId, DeviceTrust, Role, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{
-    now, random_id_bytes, random_token, sha256_hex, ApiError, AppState, Auth, ErrorBody, Json,
-};
+use super::{now, random_id_bytes, sha256_hex, ApiError, AppState, Auth, ErrorBody, Json};
 use crate::store::{Device, StoreError, User};
 
 /// A device as the API shows it.
@@ -342,32 +340,17 @@ pub(super) async fn enrolment_token(
             Some(id)
         }
     };
-    let token = random_token::<32>();
-    let issued = now();
-    let expires_at = issued.saturating_add(Duration::from_secs(
-        u64::from(state.config.devices.enrolment_token_lifetime_hours) * 3600,
-    ));
-    state
-        .store
-        .insert_enrolment_token(
-            &sha256_hex(token.as_bytes()),
-            auth.user_id(),
-            for_user.as_ref(),
-            issued,
-            expires_at,
-        )
-        .await?;
-    state
-        .audit
-        .note(
-            issued,
-            auth.actor(),
-            "device.enrolment_token",
-            for_user.map_or("user:*".into(), |u| format!("user:{u}")),
-            "ok",
-            vec![],
-        )
-        .await?;
+    let lifetime =
+        Duration::from_secs(u64::from(state.config.devices.enrolment_token_lifetime_hours) * 3600);
+    let (token, expires_at) = crate::accounts::issue_enrolment_token(
+        &state.store,
+        &state.audit,
+        &auth.actor(),
+        auth.user_id(),
+        for_user.as_ref(),
+        lifetime,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(EnrolmentToken {
