@@ -63,16 +63,19 @@ enum UserCommand {
     /// Disable an account and end its sessions.
     Disable {
         /// Account name.
+        #[arg(allow_hyphen_values = true)]
         name: String,
     },
     /// Enable a disabled account.
     Enable {
         /// Account name.
+        #[arg(allow_hyphen_values = true)]
         name: String,
     },
     /// Change an account's role.
     SetRole {
         /// Account name.
+        #[arg(allow_hyphen_values = true)]
         name: String,
         /// admin, organiser, member or auditor.
         role: Role,
@@ -80,6 +83,7 @@ enum UserCommand {
     /// Generate a new password and end the account's sessions.
     ResetPassword {
         /// Account name.
+        #[arg(allow_hyphen_values = true)]
         name: String,
     },
 }
@@ -94,14 +98,16 @@ enum DeviceCommand {
     },
     /// Set a device's trust level.
     SetTrust {
-        /// Device id.
+        /// Device id (may start with '-': ids are URL-safe base64).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// personal or managed.
         trust: DeviceTrust,
     },
     /// Revoke a device: it gets no credential and cannot join.
     Revoke {
-        /// Device id.
+        /// Device id (may start with '-': ids are URL-safe base64).
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Issue a one-time token that registers a managed device.

@@ -127,6 +127,13 @@ fn users_devices_and_the_audit_log_from_the_command_line() {
     let bad_device = cli_in(dir.path(), &["device", "revoke", "not-an-id"]);
     assert!(String::from_utf8_lossy(&bad_device.stderr).contains("malformed device id"));
 
+    // Ids are URL-safe base64 and may start with '-'; the CLI must not take them for flags.
+    let dash = cli_in(dir.path(), &["device", "revoke", "-AAAAAAAAAAAAAAAAAAAAA"]);
+    assert!(
+        String::from_utf8_lossy(&dash.stderr).contains("no such device"),
+        "{dash:?}"
+    );
+
     let token = ok(&cli_in(
         dir.path(),
         &["device", "enrol-token", "--user", "fox"],
