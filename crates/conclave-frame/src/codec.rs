@@ -65,6 +65,22 @@ pub enum Codec {
     Unknown,
 }
 
+impl Codec {
+    /// The codec named by its lower-case name as browsers and the signalling protocol
+    /// spell it: `vp8`, `vp9`, `h264`, `av1`, `opus`. Any other name is
+    /// [`Codec::Unknown`], which is fully encrypted: the safe default.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "vp8" => Self::Vp8,
+            "vp9" => Self::Vp9,
+            "h264" => Self::H264,
+            "av1" => Self::Av1,
+            "opus" => Self::Opus,
+            _ => Self::Unknown,
+        }
+    }
+}
+
 /// Clear bytes of a VP8 key frame: 3-byte frame tag, 3-byte start code, 4 bytes of dimensions.
 pub(crate) const VP8_KEY_FRAME_CLEAR: usize = 10;
 /// Clear bytes of a VP8 delta frame: the 3-byte frame tag.

@@ -112,23 +112,12 @@ struct MlsVectorFile {
     vectors: Vec<MlsVector>,
 }
 
-fn codec_named(name: &str) -> Codec {
-    match name {
-        "vp8" => Codec::Vp8,
-        "vp9" => Codec::Vp9,
-        "h264" => Codec::H264,
-        "av1" => Codec::Av1,
-        "opus" => Codec::Opus,
-        _ => Codec::Unknown,
-    }
-}
-
 fn compute(secret: &[u8], epoch: u64, leaf: u32, codec: &str, frame: &[u8]) -> MlsVector {
     let mut sender = FrameCrypto::new(FrameConfig::default());
     sender
         .set_epoch(epoch, secret, leaf, &[leaf], 0)
         .expect("epoch");
-    let sealed = sender.seal(codec_named(codec), frame).expect("seal");
+    let sealed = sender.seal(Codec::from_name(codec), frame).expect("seal");
     MlsVector {
         epoch_secret: to_hex(secret),
         epoch,
@@ -216,7 +205,7 @@ fn mls_sframe_known_answers() {
             .set_epoch(v.epoch, &secret, other, &[other, v.sender_leaf], 0)
             .expect("epoch");
         let opened = receiver
-            .open(codec_named(&v.codec), &hex(&v.sealed), 0)
+            .open(Codec::from_name(&v.codec), &hex(&v.sealed), 0)
             .expect("stored vector opens");
         assert_eq!(opened.frame, frame);
         assert_eq!(opened.sender_leaf, v.sender_leaf);

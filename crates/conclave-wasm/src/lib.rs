@@ -73,19 +73,6 @@ fn timestamp(ms: f64) -> Result<Timestamp, JsError> {
     Ok(Timestamp::from_unix_millis(ms))
 }
 
-/// The codec named by its lower-case name: `vp8`, `vp9`, `h264`, `av1`, `opus`;
-/// any other name is [`Codec::Unknown`] (fully encrypted, the safe default).
-fn codec(name: &str) -> Codec {
-    match name {
-        "vp8" => Codec::Vp8,
-        "vp9" => Codec::Vp9,
-        "h264" => Codec::H264,
-        "av1" => Codec::Av1,
-        "opus" => Codec::Opus,
-        _ => Codec::Unknown,
-    }
-}
-
 /// Any Rust error as a `JsError` with its message.
 fn js_error(error: impl std::fmt::Display) -> JsError {
     JsError::new(&error.to_string())
@@ -149,7 +136,9 @@ impl FrameCipher {
     /// `"av1"`, `"opus"`; anything else is fully encrypted) with this member's
     /// current key. Returns the sealed frame.
     pub fn seal(&mut self, codec_name: &str, frame: &[u8]) -> Result<Vec<u8>, JsError> {
-        self.inner.seal(codec(codec_name), frame).map_err(js_error)
+        self.inner
+            .seal(Codec::from_name(codec_name), frame)
+            .map_err(js_error)
     }
 
     /// Opens a sealed frame of `codec` received at monotonic time `now_ms`.
@@ -164,7 +153,7 @@ impl FrameCipher {
         let now = millis(now_ms)?;
         let opened = self
             .inner
-            .open(codec(codec_name), frame, now)
+            .open(Codec::from_name(codec_name), frame, now)
             .map_err(js_error)?;
         Ok(OpenedFrame {
             sender_leaf: opened.sender_leaf,
