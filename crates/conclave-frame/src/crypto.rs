@@ -8,11 +8,11 @@ use sframe::{
     error::SframeError,
     frame::{EncryptedFrameView, MediaFrameView, SingleUseCounter},
     header::SframeHeader,
-    key::{DecryptionKey, EncryptionKey},
     mls::{MlsKeyId, MlsKeyIdBitRange},
     CipherSuite,
 };
 
+use crate::backend::{ReceiveKey, SendKey};
 use crate::codec::{self, Codec};
 use crate::FrameError;
 
@@ -89,14 +89,14 @@ impl fmt::Debug for Opened {
 
 /// This member's sending key for the current epoch.
 struct Sender {
-    key: EncryptionKey,
+    key: SendKey,
     /// Next SFrame counter; `None` once all counters of the epoch are used.
     next_counter: Option<u64>,
 }
 
 /// What is needed to open one sender's frames in one epoch.
 struct Receiver {
-    key: DecryptionKey,
+    key: ReceiveKey,
     replay: ReplayAttackProtection,
 }
 
@@ -241,7 +241,7 @@ impl FrameCrypto {
             .map_err(|_| FrameError::InvalidEpoch("replay window out of range"))?;
 
         let send_key =
-            EncryptionKey::derive_from(CIPHER_SUITE, self.key_id(epoch, own_leaf), epoch_secret)
+            SendKey::derive_from(CIPHER_SUITE, self.key_id(epoch, own_leaf), epoch_secret)
                 .map_err(|_| FrameError::Crypto)?;
 
         let mut receivers = HashMap::with_capacity(members.len());
@@ -250,7 +250,7 @@ impl FrameCrypto {
                 continue;
             }
             let kid = self.key_id(epoch, leaf);
-            let key = DecryptionKey::derive_from(CIPHER_SUITE, kid, epoch_secret)
+            let key = ReceiveKey::derive_from(CIPHER_SUITE, kid, epoch_secret)
                 .map_err(|_| FrameError::Crypto)?;
             let replay = ReplayAttackProtection::new(kid, tolerance);
             receivers.insert(leaf, Receiver { key, replay });
@@ -367,8 +367,15 @@ impl FrameCrypto {
 
         let header = SframeHeader::deserialize(body)
             .map_err(|_| FrameError::Malformed("truncated SFrame header"))?;
-        let canonical = Vec::<u8>::from(&header);
-        if body.get(..canonical.len()) != Some(canonical.as_slice()) {
+        // the longest header: config byte, 8-byte KID, 8-byte counter
+        let mut canonical = [0u8; 17];
+        let canonical = canonical
+            .get_mut(..header.len())
+            .ok_or(FrameError::Malformed("SFrame header too long"))?;
+        header
+            .serialize(&mut *canonical)
+            .map_err(|_| FrameError::Malformed("SFrame header too long"))?;
+        if body.get(..canonical.len()) != Some(&*canonical) {
             return Err(FrameError::Malformed("non-canonical SFrame header"));
         }
         if body.len() < canonical.len() + TAG_LEN {

@@ -66,6 +66,7 @@
 //! # Ok::<(), conclave_frame::FrameError>(())
 //! ```
 
+mod backend;
 mod codec;
 mod crypto;
 mod error;
