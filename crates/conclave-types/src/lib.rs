@@ -128,6 +128,11 @@ random_id!(
     /// A device (a browser profile or a native client) registered by a user.
     DeviceId
 );
+random_id!(
+    /// One seat in one call: a device's presence in a meeting's call, from admission until
+    /// it leaves or is removed. A device that rejoins later gets a new one.
+    ParticipantId
+);
 
 /// A point in wall-clock time, milliseconds since the Unix epoch (UTC).
 ///
