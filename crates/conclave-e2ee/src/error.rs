@@ -23,6 +23,10 @@ pub enum SessionError {
     /// openmls's explanation and contains no secrets.
     #[error("MLS message rejected: {0}")]
     Rejected(String),
+    /// Input: a group whose `external_senders` extension does not name exactly
+    /// this server (the delivery service refuses to serve it).
+    #[error("the group's external sender is not this server")]
+    WrongExternalSender,
     /// Input: a Welcome arrived although this member is already in the group.
     #[error("unexpected Welcome: already in the group")]
     UnexpectedWelcome,

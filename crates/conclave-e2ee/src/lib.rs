@@ -7,9 +7,15 @@
 //!
 //! # Roles
 //!
-//! - **The server is the delivery service (DS)**: it orders handshake messages
-//!   for the group. The first commit of an epoch wins; others are rejected and
-//!   their authors drop them and follow the winner.
+//! - **The server is the delivery service (DS)** ([`DeliveryService`]): it
+//!   validates and orders handshake messages for the group. It tracks the
+//!   group's public state (ratchet tree and group context, no secrets), which
+//!   the creator uploads ([`Session::group_info`]; the DS checks that the group
+//!   names this server as its external sender), and accepts a proposal only if
+//!   the server signed it, and a commit only if it is for the current epoch,
+//!   signed by a current member's leaf key, covers only the server's proposals
+//!   and applies to the tree. The first valid commit of an epoch wins; later
+//!   ones are rejected and their authors drop them and follow the winner.
 //! - **The server is the group's single external sender** (the
 //!   `external_senders` group-context extension, set by whoever creates the
 //!   group). When the policy engine admits a participant, the server signs an
@@ -53,8 +59,8 @@
 //! # Wire formats
 //!
 //! Handshake messages (proposals and commits) travel as MLS `PublicMessage`s:
-//! external proposals must be public anyway, and public commits let the DS read
-//! their epoch and type and validate them before forwarding. They contain no
+//! external proposals must be public anyway, and public commits let the DS
+//! validate them (signature, sender, epoch, proposals, tree) before forwarding. They contain no
 //! secrets: path secrets are HPKE-encrypted to the tree. Application messages
 //! are always `PrivateMessage`s.
 //!
@@ -64,7 +70,8 @@
 //! (`now` is an argument; it decides credential validity). The caller:
 //!
 //! 1. creates a [`Session`] and gives [`Session::key_package`] to the server when
-//!    asking to join;
+//!    asking to join (the first participant instead creates the group and
+//!    uploads [`Session::group_info`] for the server's [`DeliveryService`]);
 //! 2. feeds every event in order through [`Session::handle`]: bytes from the DS
 //!    ([`Input::Delivered`]), announcements from signalling
 //!    ([`Input::Admitted`], [`Input::Revoked`]), DS instructions
@@ -87,6 +94,14 @@
 //!
 //! A Welcome belongs to its commit: the DS delivers it to the joiners only if
 //! that commit was accepted, and drops it otherwise.
+//!
+//! Members do not rely on the DS's validation: they check everything again,
+//! plus what only they can (confirmation tag and path secrets, which need the
+//! epoch secrets; credentials against the organisation key; admissions). The
+//! DS's checks keep a forged or broken commit from reaching anybody and from
+//! costing the group an epoch: an ordering-only DS would count a commit that
+//! every member then refuses as the epoch's winner. [`DeliveryService`]
+//! documents what the server calls when.
 //!
 //! One caveat on purity: openmls itself stamps KeyPackages with a lifetime and
 //! checks leaf lifetimes against the system clock (`SystemTime::now`, which on
@@ -150,10 +165,14 @@ pub use session::{
 /// Entry points for fuzz targets and robustness tests. Not part of the stable API.
 #[doc(hidden)]
 pub mod fuzzing {
+    use std::cell::RefCell;
+
     use conclave_identity::{CredentialClaims, OrganisationKey};
     use conclave_types::{DeviceId, DeviceTrust, Timestamp, UserId};
 
-    use crate::{ExternalSender, GroupRef, Input, MemberIdentity, Output, Session};
+    use crate::{
+        DeliveryService, ExternalSender, GroupRef, Input, MemberIdentity, Output, Session,
+    };
 
     const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
 
@@ -235,13 +254,72 @@ pub mod fuzzing {
         (alice, bob, server, group)
     }
 
+    /// What [`delivered`] feeds: a member of a two-member group (epoch 1), a
+    /// participant waiting for its Welcome, and the group's delivery service.
+    struct Fixture {
+        bob: Session,
+        carol: Session,
+        ds: DeliveryService,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let (alice, bob, server, _group) = group();
+            let ds = DeliveryService::from_group_info(
+                &alice.group_info().expect("alice is in the group"),
+                &server.info(),
+            )
+            .expect("alice's group names the server");
+            let org = OrganisationKey::from_seed(&[1; 32]);
+            let carol = member(5, &org, &server);
+            Self { bob, carol, ds }
+        }
+    }
+
+    thread_local! {
+        /// Built once per thread (once per fuzzing process) and rebuilt only
+        /// after an input was accepted: building the group costs far more than
+        /// processing one input.
+        static FIXTURE: RefCell<Option<Fixture>> = const { RefCell::new(None) };
+    }
+
     /// Feeds arbitrary bytes as [`Input::Delivered`] to a member of a two-member
-    /// group. Must never panic, whatever `data` is.
+    /// group and to a participant waiting for a Welcome, and submits them to
+    /// the group's delivery service. Must never panic, whatever `data` is.
+    ///
+    /// Each input meets the same known state: the fixture is reused after
+    /// inputs that were refused (an error leaves a [`Session`] and the
+    /// [`DeliveryService`] unchanged, by their contract) and rebuilt after any
+    /// input that was accepted.
     pub fn delivered(data: &[u8]) {
-        let (_alice, mut bob, _server, _group) = group();
-        let _ = bob.handle(Input::Delivered(data.to_vec()), NOW);
-        drain(&mut bob);
-        let _ = crate::inspect(data);
+        FIXTURE.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let fixture = slot.get_or_insert_with(Fixture::new);
+            let mut changed = fixture
+                .bob
+                .handle(Input::Delivered(data.to_vec()), NOW)
+                .is_ok();
+            drain(&mut fixture.bob);
+            changed |= fixture
+                .carol
+                .handle(Input::Delivered(data.to_vec()), NOW)
+                .is_ok();
+            drain(&mut fixture.carol);
+            let handshake = matches!(
+                crate::inspect(data),
+                Ok(crate::MessageInfo {
+                    kind: crate::MessageKind::Commit | crate::MessageKind::Proposal,
+                    ..
+                })
+            );
+            changed |= handshake && fixture.ds.submit(data).is_ok();
+            if !handshake {
+                let _ = fixture.ds.submit(data);
+            }
+            if changed {
+                *slot = None;
+            }
+        });
     }
 
     /// Builds a genuine message of the given `kind` (application message,

@@ -266,7 +266,7 @@ fn server_index() -> SenderExtensionIndex {
 }
 
 /// Parses the device credential out of an MLS credential.
-fn device_credential(credential: &Credential) -> Option<DeviceCredential> {
+pub(crate) fn device_credential(credential: &Credential) -> Option<DeviceCredential> {
     if credential.credential_type() != CredentialType::Basic {
         return None;
     }
@@ -391,6 +391,27 @@ impl Session {
                 })
             })
             .collect()
+    }
+
+    /// This member's view of the group's public state for the delivery
+    /// service: a GroupInfo (TLS-serialised MLS message) for the current epoch,
+    /// signed by this member, with the ratchet tree inside. The creator uploads
+    /// it right after [`Input::CreateGroup`] and the server makes its
+    /// [`DeliveryService`](crate::DeliveryService) from it
+    /// ([`DeliveryService::from_group_info`](crate::DeliveryService::from_group_info)).
+    /// It holds no secrets (its `external_pub` extension is an HPKE public key
+    /// for external commits, which members and the DS refuse anyway).
+    pub fn group_info(&self) -> Result<Vec<u8>, SessionError> {
+        let group = match self.group.as_ref() {
+            Some(g) if g.is_active() => g,
+            Some(_) => return Err(SessionError::Evicted),
+            None => return Err(SessionError::NoGroup),
+        };
+        group
+            .export_group_info(self.provider.crypto(), &self.signer, true)
+            .map_err(lib_err)?
+            .tls_serialize_detached()
+            .map_err(lib_err)
     }
 
     /// The next output, if any.

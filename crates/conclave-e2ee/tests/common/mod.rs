@@ -105,7 +105,9 @@ impl Harness {
     pub fn new(n: u8) -> Self {
         let mut creator = session(n);
         creator.handle(Input::CreateGroup, NOW).unwrap();
-        let ds = DeliveryService::new(creator.group_id().unwrap(), 0);
+        // The creator uploads the group's public state; the DS validates from then on.
+        let ds = DeliveryService::from_group_info(&creator.group_info().unwrap(), &server().info())
+            .unwrap();
         let mut h = Self {
             server: server(),
             ds,
@@ -191,7 +193,9 @@ impl Harness {
     /// The server proposes removing member `n`.
     pub fn propose_remove(&mut self, n: u8) {
         let leaf = self.member(n).own_leaf().unwrap();
+        assert_eq!(self.ds.leaf_of(device_id(n)), Some(leaf));
         let proposal = self.server.propose_remove(self.ds.group(), leaf).unwrap();
+        assert!(matches!(self.ds.submit(&proposal), Ok(Verdict::Forward)));
         self.broadcast(&proposal);
         self.pump();
     }
@@ -214,6 +218,26 @@ impl Harness {
         let committer = self.numbers[self.in_group()[0]];
         self.commit_by(committer);
         assert!(self.member(n).epoch().is_some(), "member {n} joined");
+    }
+
+    /// Several joiners at once, as the server does when it admits a burst of
+    /// people: every device is announced, the server proposes one Add each, and
+    /// one commit by `committer` covers them all (one Welcome for all joiners).
+    pub fn join_batch(&mut self, ns: &[u8], committer: u8) {
+        let mut key_packages = Vec::new();
+        for &n in ns {
+            let joiner = session(n);
+            key_packages.push(joiner.key_package());
+            self.push(n, joiner);
+            self.announce_admitted(device_id(n));
+        }
+        for key_package in &key_packages {
+            self.propose_add(key_package);
+        }
+        self.commit_by(committer);
+        for &n in ns {
+            assert!(self.member(n).epoch().is_some(), "member {n} joined");
+        }
     }
 
     /// Routes every output until nothing moves.
