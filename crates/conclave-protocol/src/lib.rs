@@ -20,7 +20,8 @@
 //!    MLS KeyPackage (or, to resume a dropped connection, the resume token it was given).
 //! 3. The server answers [`ServerMessage::Joined`] (or closes with a [`CloseCode`]). Then,
 //!    in any order the call dictates: the roster, MLS traffic, admission announcements,
-//!    lobby and alerts for hosts.
+//!    lobby and alerts for hosts. The first participant is asked to create the MLS group
+//!    ([`ServerMessage::CreateGroup`]); everyone else receives a Welcome.
 //! 4. The participant sends [`ClientMessage::Ping`] at least every
 //!    `heartbeat_interval_ms`; after three missed intervals the server drops the connection
 //!    and, after the resume grace period, the seat.
@@ -106,6 +107,12 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         welcome: Option<Bytes>,
     },
+    /// The group this participant created on [`ServerMessage::CreateGroup`]: its public
+    /// state, from which the server's delivery service starts.
+    GroupCreated {
+        /// A GroupInfo with the ratchet tree (`MLSMessage` encoding).
+        group_info: Bytes,
+    },
     /// Heartbeat; answered with [`ServerMessage::Pong`].
     Ping {
         /// Echoed back.
@@ -133,19 +140,6 @@ pub enum ClientMessage {
     },
     /// Leaving the call for good (the seat is freed at once, no resumption). `{"type":"leave"}`.
     Leave {},
-}
-
-/// How the participant is to get into the MLS group after [`ServerMessage::Joined`].
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupEntry {
-    /// Nobody is in the call yet: create the group (with the server as external sender) and
-    /// send nothing; the server learns the group from the first commit.
-    Create,
-    /// Wait for a Welcome (delivered as [`ServerMessage::Mls`]).
-    AwaitWelcome,
-    /// Resumed: the participant is already a member.
-    Member,
 }
 
 /// The network a participant connects from, as the meeting's policy judged it.
@@ -245,12 +239,14 @@ pub enum ServerMessage {
         heartbeat_interval_ms: u32,
         /// How long a dropped connection may be resumed.
         resume_grace_ms: u32,
-        /// How to enter the MLS group.
-        group: GroupEntry,
         /// Whether this participant is a host (receives lobby and alerts, may admit, deny,
         /// remove, lock).
         host: bool,
     },
+    /// Nobody is in the MLS group yet: create it (with the server as the only external
+    /// sender) and answer [`ClientMessage::GroupCreated`]. Everyone else waits for a Welcome,
+    /// delivered as [`ServerMessage::Mls`].
+    CreateGroup {},
     /// Everyone in the call, sent on every change. Clients compare it with the MLS
     /// membership and flag any difference.
     Roster {
@@ -330,6 +326,8 @@ pub enum CloseCode {
     HeartbeatTimeout,
     /// The same seat was resumed on another connection.
     Replaced,
+    /// The connection could not keep up with the call's messages; join again.
+    TooSlow,
     /// A host removed the participant.
     Removed,
     /// A host denied the lobby request.
@@ -357,6 +355,7 @@ impl CloseCode {
             Self::RateLimited => 4004,
             Self::HeartbeatTimeout => 4005,
             Self::Replaced => 4006,
+            Self::TooSlow => 4007,
             Self::Removed => 4010,
             Self::Denied => 4011,
             Self::DeviceRevoked => 4012,
@@ -377,6 +376,7 @@ impl CloseCode {
             4004 => Self::RateLimited,
             4005 => Self::HeartbeatTimeout,
             4006 => Self::Replaced,
+            4007 => Self::TooSlow,
             4010 => Self::Removed,
             4011 => Self::Denied,
             4012 => Self::DeviceRevoked,

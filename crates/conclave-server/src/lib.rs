@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod audit_log;
+pub mod call;
 pub mod config;
 pub mod files;
 /// Entry points for fuzz targets (the cargo-fuzz project in `fuzz/` at the workspace

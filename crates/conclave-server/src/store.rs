@@ -666,6 +666,17 @@ impl Store {
         Ok(())
     }
 
+    /// Locks or unlocks a meeting (a host did, in the call).
+    pub async fn set_locked(&self, id: &MeetingId, locked: bool, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE meetings SET locked = $1, updated_at = $2 WHERE id = $3")
+            .bind(locked)
+            .bind(now.unix_millis())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// A meeting and the user's place in it, in one query whatever the answer, so
     /// that "no such meeting" and "not yours" take the same path and time.
     pub async fn meeting_for(

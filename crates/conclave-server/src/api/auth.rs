@@ -29,6 +29,11 @@ pub(super) struct OrganisationInfo {
     name: String,
     /// The identity authority's Ed25519 public key (unpadded URL-safe base64).
     public_key: String,
+    /// The server's MLS external-sender key (Ed25519, standard base64), which the first
+    /// participant of a call puts into the group it creates.
+    mls_external_sender_key: String,
+    /// The identity in the server's MLS external-sender credential (standard base64).
+    mls_external_sender_identity: String,
 }
 
 /// The organisation's name and identity key.
@@ -38,6 +43,15 @@ pub(super) async fn organisation(State(state): State<AppState>) -> Json<Organisa
     Json(OrganisationInfo {
         name: state.config.organisation.name.clone(),
         public_key: state.org.public().to_string(),
+        mls_external_sender_key: {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .encode(state.calls.external_sender().signature_key)
+        },
+        mls_external_sender_identity: {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(state.calls.external_sender().identity)
+        },
     })
 }
 

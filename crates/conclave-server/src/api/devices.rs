@@ -299,6 +299,7 @@ pub(super) async fn revoke(
             vec![],
         )
         .await?;
+    state.calls.device_revoked(device.id);
     Ok(StatusCode::NO_CONTENT)
 }
 

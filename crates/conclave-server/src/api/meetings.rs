@@ -13,6 +13,8 @@
 //! decision and its reasons go to the audit log, and an admitted participant gets a
 //! short-lived join ticket for the signalling layer.
 
+use crate::call::room::Seat;
+use crate::call::Admission;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -701,14 +703,40 @@ pub(super) async fn join(
             let expires_at = t.saturating_add(Duration::from_secs(
                 state.config.join.ticket_lifetime_seconds.into(),
             ));
+            let nonce = random_id_bytes();
             let ticket = state.org.issue_ticket(TicketClaims {
                 user_id: *user.user_id(),
                 device_id,
                 meeting_id: meeting.id,
                 issued_at: t,
                 expires_at,
-                nonce: random_id_bytes(),
+                nonce,
             });
+            let account = &user.session.user;
+            let (trusted, network_name) = match &decision.network {
+                NetworkAssessment::Trusted { name } => (true, Some(name.clone())),
+                NetworkAssessment::Untrusted => (false, None),
+            };
+            state.calls.admit(
+                nonce,
+                Admission {
+                    seat: Seat {
+                        user_id: account.id,
+                        user_name: account.name.0.clone(),
+                        display_name: account.display_name.0.clone(),
+                        device_id,
+                        trust,
+                        network: conclave_protocol::Network {
+                            trusted,
+                            name: network_name,
+                            address: Some(client.0.to_string()),
+                        },
+                        host: relation == Relation::Host,
+                    },
+                    client: client.0,
+                    expires_at,
+                },
+            );
             (
                 StatusCode::OK,
                 Some((ticket.encode(), expires_at.to_rfc3339())),

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod devices;
 mod meetings;
+mod signal;
 mod users;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,8 @@ pub struct Inner {
     pub org: Arc<OrganisationKey>,
     /// Who is in which call (filled by signalling).
     pub presence: Presence,
+    /// The running calls and pending admissions.
+    pub calls: crate::call::Calls,
     login_by_name: Backoff<String>,
     login_by_client: Backoff<IpAddr>,
     lookups_by_client: RateLimit<IpAddr>,
@@ -94,6 +97,7 @@ impl AppState {
             Duration::from_secs(s.login_backoff_base_seconds.into()),
             Duration::from_secs(s.login_backoff_max_seconds.into()),
         );
+        let calls = crate::call::Calls::new(&org, crate::call::room::RoomConfig::default());
         Ok(Self(Arc::new(Inner {
             login_by_name: Backoff::new(free, base, max),
             login_by_client: Backoff::new(free, base, max),
@@ -106,6 +110,7 @@ impl AppState {
             audit,
             org,
             presence: Presence::default(),
+            calls,
         })))
     }
 }
@@ -162,6 +167,7 @@ pub fn app(state: AppState) -> Router {
     let limit = state.config.server.max_body_bytes;
     router
         .route("/healthz", get(|| async { "ok" }))
+        .route("/api/meetings/{id}/signal", get(signal::signal))
         .route(
             "/api/openapi.json",
             get(move || {

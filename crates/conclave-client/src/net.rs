@@ -1,0 +1,549 @@
+//! The network driver of the native participant: the HTTP API (sign in, device, join) and
+//! the call's WebSocket, moving [`Participant`]'s messages.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use conclave_e2ee::ExternalSenderInfo;
+use conclave_identity::{DeviceCredential, DeviceKey, OrganisationPublicKey};
+use conclave_protocol::{ClientMessage, CloseCode, ServerMessage};
+use conclave_types::{DeviceId, MeetingId, Timestamp};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use zeroize::Zeroizing;
+
+use crate::Participant;
+
+/// What went wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Transport failure (connection, TLS).
+    #[error("cannot reach the server: {0}")]
+    Transport(String),
+    /// The server answered with an error.
+    #[error("the server answered {status}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The server's answer was not what the API promises.
+    #[error("unexpected answer from the server: {0}")]
+    Unexpected(String),
+    /// The call's WebSocket was closed.
+    #[error("the call closed the connection ({code}): {reason}")]
+    Closed {
+        /// Close code.
+        code: u16,
+        /// Its sentence.
+        reason: String,
+    },
+}
+
+/// A registered device: its key (seed kept in memory only) and organisation credential.
+pub struct Device {
+    seed: Zeroizing<[u8; 32]>,
+    /// The device id.
+    pub id: DeviceId,
+    /// The credential the organisation issued.
+    pub credential: DeviceCredential,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The organisation's keys as the server publishes them.
+#[derive(Clone, Debug)]
+pub struct Organisation {
+    /// Signs credentials and tickets.
+    pub public_key: OrganisationPublicKey,
+    /// The server's MLS external sender.
+    pub external_sender: ExternalSenderInfo,
+}
+
+/// The policy's answer to a join request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinAnswer {
+    /// Admitted: the ticket opens the call's WebSocket.
+    Admitted {
+        /// The join ticket.
+        ticket: String,
+    },
+    /// Wait in the lobby.
+    Lobby {
+        /// Why.
+        reasons: Vec<String>,
+    },
+    /// Refused.
+    Denied {
+        /// Why.
+        reasons: Vec<String>,
+    },
+}
+
+/// A signed-in account on one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    csrf: String,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+fn transport(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Transport(e.to_string())
+}
+
+fn text(v: &Value, field: &str) -> Result<String, ClientError> {
+    v[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ClientError::Unexpected(format!("no `{field}` in the answer")))
+}
+
+fn reasons(v: &Value) -> Vec<String> {
+    v["reasons"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r["message"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Client {
+    /// A client of the server at `base` (`https://host:port`), trusting only `root_pem` (the
+    /// server's certificate or its CA) if given, else the web's usual roots.
+    ///
+    /// # Errors
+    /// If the certificate does not parse.
+    pub fn new(base: &str, root_pem: Option<&[u8]>) -> Result<Self, ClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let mut http = reqwest::Client::builder()
+            .cookie_store(true)
+            .timeout(Duration::from_secs(30));
+        if let Some(pem) = root_pem {
+            use rustls::pki_types::pem::PemObject as _;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                roots.add(cert.map_err(transport)?).map_err(transport)?;
+            }
+            http = http
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(transport)?);
+        } else {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(transport)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: http.build().map_err(transport)?,
+            csrf: String::new(),
+            tls: Arc::new(tls),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), ClientError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(transport)?;
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, value))
+    }
+
+    async fn expect(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        ok: &[u16],
+    ) -> Result<Value, ClientError> {
+        let (status, value) = self.call(method, path, body).await?;
+        if ok.contains(&status) {
+            Ok(value)
+        } else {
+            Err(ClientError::Api {
+                status,
+                message: value["message"].as_str().unwrap_or("").to_owned(),
+            })
+        }
+    }
+
+    /// Any API request as this account (for tools and tests); answers status and JSON body
+    /// (`null` if the body is not JSON).
+    ///
+    /// # Errors
+    /// Transport failures only; error statuses are answers.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), ClientError> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| ClientError::Unexpected(format!("bad method {method}")))?;
+        self.call(method, path, body).await
+    }
+
+    /// Signs in.
+    ///
+    /// # Errors
+    /// Wrong credentials, or the server is unreachable.
+    pub async fn sign_in(&mut self, name: &str, password: &str) -> Result<(), ClientError> {
+        let v = self
+            .expect(
+                reqwest::Method::POST,
+                "/api/session",
+                Some(json!({"name": name, "password": password})),
+                &[200],
+            )
+            .await?;
+        self.csrf = text(&v, "csrf_token")?;
+        Ok(())
+    }
+
+    /// The organisation's keys.
+    ///
+    /// # Errors
+    /// If the server is unreachable or answers nonsense.
+    pub async fn organisation(&self) -> Result<Organisation, ClientError> {
+        let v = self
+            .expect(reqwest::Method::GET, "/api/organisation", None, &[200])
+            .await?;
+        let bad = |what: &str| ClientError::Unexpected(format!("organisation: bad {what}"));
+        let public_key = text(&v, "public_key")?
+            .parse()
+            .map_err(|_| bad("public key"))?;
+        let signature_key: [u8; 32] = STANDARD
+            .decode(text(&v, "mls_external_sender_key")?)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| bad("external sender key"))?;
+        let identity = STANDARD
+            .decode(text(&v, "mls_external_sender_identity")?)
+            .map_err(|_| bad("external sender identity"))?;
+        Ok(Organisation {
+            public_key,
+            external_sender: ExternalSenderInfo {
+                signature_key,
+                identity,
+            },
+        })
+    }
+
+    /// Registers a new device (fresh key) under `name`.
+    ///
+    /// # Errors
+    /// If the server refuses.
+    pub async fn register_device(&self, name: &str) -> Result<Device, ClientError> {
+        let seed = Zeroizing::new(rand::random::<[u8; 32]>());
+        let key = DeviceKey::from_seed(&seed);
+        let v = self
+            .expect(
+                reqwest::Method::POST,
+                "/api/devices",
+                Some(json!({"name": name, "public_key": key.public().to_string()})),
+                &[201],
+            )
+            .await?;
+        let credential = DeviceCredential::from_base64(&text(&v, "credential")?)
+            .map_err(|e| ClientError::Unexpected(format!("credential: {e}")))?;
+        Ok(Device {
+            seed,
+            id: credential.claims().device_id,
+            credential,
+        })
+    }
+
+    /// Refreshes a device's credential (after an administrator changed its trust).
+    ///
+    /// # Errors
+    /// If the server refuses.
+    pub async fn refresh_credential(&self, device: &mut Device) -> Result<(), ClientError> {
+        let v = self
+            .expect(
+                reqwest::Method::GET,
+                &format!("/api/devices/{}/credential", device.id),
+                None,
+                &[200],
+            )
+            .await?;
+        device.credential = DeviceCredential::from_base64(&text(&v, "credential")?)
+            .map_err(|e| ClientError::Unexpected(format!("credential: {e}")))?;
+        Ok(())
+    }
+
+    /// Asks the policy to let `device` into `meeting`.
+    ///
+    /// # Errors
+    /// If the meeting is unknown to this account (404), or the server fails.
+    pub async fn join(
+        &self,
+        meeting: &MeetingId,
+        device: &Device,
+    ) -> Result<JoinAnswer, ClientError> {
+        let c = self
+            .expect(
+                reqwest::Method::POST,
+                &format!("/api/meetings/{meeting}/challenge"),
+                Some(json!({})),
+                &[200],
+            )
+            .await?;
+        let challenge = text(&c, "challenge")?;
+        let bytes: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(&challenge)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ClientError::Unexpected("challenge".into()))?;
+        let signature = DeviceKey::from_seed(&device.seed).sign_join_challenge(meeting, &bytes);
+        let (status, v) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/meetings/{meeting}/join"),
+                Some(json!({
+                    "credential": device.credential.to_base64(),
+                    "challenge": challenge,
+                    "signature": URL_SAFE_NO_PAD.encode(signature),
+                })),
+            )
+            .await?;
+        match status {
+            200 => Ok(JoinAnswer::Admitted {
+                ticket: text(&v, "ticket")?,
+            }),
+            202 => Ok(JoinAnswer::Lobby {
+                reasons: reasons(&v),
+            }),
+            403 => Ok(JoinAnswer::Denied {
+                reasons: reasons(&v),
+            }),
+            _ => Err(ClientError::Api {
+                status,
+                message: v["message"].as_str().unwrap_or("").to_owned(),
+            }),
+        }
+    }
+
+    /// Opens the call's WebSocket with an admission `ticket` and runs `device`'s participant
+    /// in a background task.
+    ///
+    /// # Errors
+    /// If the WebSocket cannot be opened or the participant cannot be created.
+    pub async fn connect(
+        &self,
+        meeting: &MeetingId,
+        device: &Device,
+        organisation: &Organisation,
+        ticket: String,
+    ) -> Result<Call, ClientError> {
+        let participant = Participant::new(
+            device.credential.clone(),
+            *device.seed,
+            organisation.public_key,
+            organisation.external_sender.clone(),
+            now(),
+        )
+        .map_err(|e| ClientError::Unexpected(format!("device identity: {e}")))?;
+        let hello = participant.hello(ticket);
+        let url = format!(
+            "{}/api/meetings/{meeting}/signal",
+            self.base
+                .replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1)
+        );
+        let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&self.tls));
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+                .await
+                .map_err(transport)?;
+        socket
+            .send(Message::Text(hello.encode().into()))
+            .await
+            .map_err(transport)?;
+        let shared = Arc::new(Mutex::new(CallState {
+            participant,
+            closed: None,
+        }));
+        let (commands, rx) = mpsc::channel(64);
+        let task = tokio::spawn(run(socket, Arc::clone(&shared), rx));
+        Ok(Call {
+            shared,
+            commands,
+            task,
+        })
+    }
+}
+
+/// The wall clock, read at the driver's edge.
+pub fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Timestamp::from_unix_millis(ms)
+}
+
+/// What a running call shares with its owner.
+#[derive(Debug)]
+pub struct CallState {
+    /// The participant's state.
+    pub participant: Participant,
+    /// How the server closed the connection, once it has.
+    pub closed: Option<(u16, String)>,
+}
+
+/// Things the owner asks a running call to do.
+#[derive(Debug)]
+enum Command {
+    Chat(String),
+    Send(ClientMessage),
+}
+
+/// A call in progress.
+#[derive(Debug)]
+pub struct Call {
+    shared: Arc<Mutex<CallState>>,
+    commands: mpsc::Sender<Command>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Call {
+    /// Reads the call's state.
+    pub fn with<R>(&self, f: impl FnOnce(&CallState) -> R) -> R {
+        let state = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        f(&state)
+    }
+
+    /// Sends a chat message to everyone in the call.
+    pub async fn chat(&self, text: &str) {
+        let _ = self.commands.send(Command::Chat(text.to_owned())).await;
+    }
+
+    /// Sends a protocol message (host controls, leave).
+    pub async fn send(&self, message: ClientMessage) {
+        let _ = self.commands.send(Command::Send(message)).await;
+    }
+
+    /// Leaves the call and waits for the server to close the connection.
+    pub async fn leave(self) {
+        let _ = self
+            .commands
+            .send(Command::Send(ClientMessage::Leave {}))
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+
+    /// Drops the connection without leaving (as a crash or a network loss would).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
+    /// Waits until `check` holds for the call's state, polling every 20 ms, for at most
+    /// `limit`. Returns whether it held.
+    pub async fn wait_for(&self, limit: Duration, check: impl Fn(&CallState) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.with(&check) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn run(socket: Socket, shared: Arc<Mutex<CallState>>, mut commands: mpsc::Receiver<Command>) {
+    let (mut sink, mut stream) = socket.split();
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
+    let mut nonce = 0u32;
+    loop {
+        let outgoing: Vec<ClientMessage> = tokio::select! {
+            frame = stream.next() => {
+                let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                match frame {
+                    Some(Ok(Message::Text(text))) => match ServerMessage::decode(&text) {
+                        Ok(message) => state.participant.handle(message, now()),
+                        Err(e) => tracing::warn!(error = %e, "undecodable server message"),
+                    },
+                    Some(Ok(Message::Close(frame))) => {
+                        let (code, reason) = frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
+                        state.closed = Some((code, reason));
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        state.closed = Some((1006, e.to_string()));
+                        break;
+                    }
+                    None => {
+                        state.closed.get_or_insert((1006, "connection lost".into()));
+                        break;
+                    }
+                }
+                std::iter::from_fn(|| state.participant.poll_transmit()).collect()
+            }
+            command = commands.recv() => {
+                let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                match command {
+                    Some(Command::Chat(text)) => state.participant.send_chat(&text, now()),
+                    Some(Command::Send(message)) => state.participant.send(message),
+                    None => break,
+                }
+                std::iter::from_fn(|| state.participant.poll_transmit()).collect()
+            }
+            _ = heartbeat.tick() => {
+                nonce = nonce.wrapping_add(1);
+                vec![ClientMessage::Ping { nonce }]
+            }
+        };
+        for message in outgoing {
+            if sink
+                .send(Message::Text(message.encode().into()))
+                .await
+                .is_err()
+            {
+                let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                state.closed.get_or_insert((1006, "connection lost".into()));
+                return;
+            }
+        }
+    }
+}
+
+/// Whether a close code means the participant should resume.
+pub fn resumable(code: u16) -> bool {
+    CloseCode::from_code(code).is_some_and(CloseCode::resumable)
+}

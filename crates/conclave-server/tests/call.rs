@@ -1,0 +1,287 @@
+//! Calls through the real `conclave` binary: native participants (`conclave-client`) sign in,
+//! register devices, are admitted by the policy, and hold an MLS group over the signalling
+//! WebSocket on loopback. Media over UDP joins these tests with the SFU.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use conclave_client::net::{Call, Client, Device, JoinAnswer, Organisation};
+use conclave_protocol::{ClientMessage, CloseCode};
+use conclave_types::{MeetingId, Timestamp};
+use serde_json::json;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn now_plus_minutes(m: i64) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    Timestamp::from_unix_millis(i64::try_from(ms).expect("fits") + m * 60_000).to_rfc3339()
+}
+
+struct Person {
+    client: Client,
+    device: Device,
+}
+
+/// Creates `names` (the first an organiser who hosts, the rest members), schedules an
+/// internal meeting with everyone invited, signs everyone in and registers a device each.
+async fn setup(server: &Server, names: &[&str]) -> (MeetingId, Organisation, Vec<Person>) {
+    let v4 = server.v4.clone();
+    let mut admin = server.client();
+    admin.login(&v4, "admin", &server.admin_password).await;
+    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
+    let mut people = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let role = if i == 0 { "organiser" } else { "member" };
+        let a = admin
+            .post(
+                &format!("{v4}/api/users"),
+                json!({"name": name, "display_name": name.to_uppercase(), "role": role}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{:?}", a.json());
+        let password = a.json()["generated_password"]
+            .as_str()
+            .expect("password")
+            .to_string();
+        let mut client = Client::new(&v4, Some(&pem)).expect("client");
+        client.sign_in(name, &password).await.expect("sign in");
+        let device = client.register_device("laptop").await.expect("device");
+        people.push(Person { client, device });
+    }
+    let (status, created) = people[0]
+        .client
+        .request(
+            "POST",
+            "/api/meetings",
+            Some(json!({
+                "title": "Incident review",
+                "agenda": "1. timeline",
+                "classification": "internal",
+                "starts_at": now_plus_minutes(-1),
+                "ends_at": now_plus_minutes(60),
+                "invitees": names[1..],
+            })),
+        )
+        .await
+        .expect("create meeting");
+    assert_eq!(status, 201, "{created:?}");
+    let meeting: MeetingId = created["id"].as_str().expect("id").parse().expect("id");
+    let organisation = people[0].client.organisation().await.expect("organisation");
+    (meeting, organisation, people)
+}
+
+async fn enter(person: &Person, meeting: &MeetingId, organisation: &Organisation) -> Call {
+    let answer = person
+        .client
+        .join(meeting, &person.device)
+        .await
+        .expect("join");
+    let JoinAnswer::Admitted { ticket } = answer else {
+        panic!("not admitted: {answer:?}");
+    };
+    person
+        .client
+        .connect(meeting, &person.device, organisation, ticket)
+        .await
+        .expect("connect")
+}
+
+/// Waits until every call is in the group with `n` members, the same epoch and code, and a
+/// roster that matches the group; returns the code.
+async fn settled(calls: &[&Call], n: usize) -> String {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let ok = loop {
+        let views: Vec<_> = calls
+            .iter()
+            .map(|c| {
+                c.with(|s| {
+                    let p = &s.participant;
+                    (
+                        p.epoch(),
+                        p.security_code(),
+                        p.members().len(),
+                        p.roster().len(),
+                        p.mismatches().is_empty(),
+                    )
+                })
+            })
+            .collect();
+        let agreed = views.iter().all(|v| {
+            v.0.is_some() && v.2 == n && v.3 == n && v.4 && (v.0, &v.1) == (views[0].0, &views[0].1)
+        });
+        if agreed || tokio::time::Instant::now() >= deadline {
+            break agreed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let states: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            c.with(|s| {
+                format!(
+                    "{:?} {:?} {:?}",
+                    s.participant,
+                    s.participant.errors(),
+                    s.closed
+                )
+            })
+        })
+        .collect();
+    assert!(ok, "the call did not settle with {n} members: {states:#?}");
+    calls[0].with(|s| s.participant.security_code().expect("in the group"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_participants_hold_a_call() {
+    let server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan", "max", "dana"]).await;
+
+    let olga = enter(&people[0], &meeting, &org).await;
+    let first = settled(&[&olga], 1).await;
+    let ivan = enter(&people[1], &meeting, &org).await;
+    let second = settled(&[&olga, &ivan], 2).await;
+    let max = enter(&people[2], &meeting, &org).await;
+    let third = settled(&[&olga, &ivan, &max], 3).await;
+    let dana = enter(&people[3], &meeting, &org).await;
+    let fourth = settled(&[&olga, &ivan, &max, &dana], 4).await;
+    let codes = [&first, &second, &third, &fourth];
+    for (i, a) in codes.iter().enumerate() {
+        for b in &codes[i + 1..] {
+            assert_ne!(a, b, "the security code changes on every join");
+        }
+    }
+
+    // the roster tells who is who, as the policy saw them
+    olga.with(|s| {
+        let roster = s.participant.roster();
+        assert!(roster[0].host && !roster[1].host);
+        assert_eq!(roster[1].display_name, "IVAN");
+        assert!(roster.iter().all(|e| e.network.trusted));
+        assert_eq!(
+            roster[1].network.address.as_deref(),
+            Some("127.0.0.1"),
+            "hosts see addresses"
+        );
+    });
+    ivan.with(|s| {
+        assert!(s
+            .participant
+            .roster()
+            .iter()
+            .all(|e| e.network.address.is_none()))
+    });
+
+    // chat is end-to-end encrypted MLS application data
+    ivan.chat("can everyone hear me?").await;
+    for call in [&olga, &max, &dana] {
+        assert!(
+            call.wait_for(SETTLE, |s| s
+                .participant
+                .chat()
+                .iter()
+                .any(|c| c.text == "can everyone hear me?"))
+                .await
+        );
+    }
+
+    // a leave rotates the keys for the rest
+    max.leave().await;
+    let after_leave = settled(&[&olga, &ivan, &dana], 3).await;
+    assert!(!codes.contains(&&after_leave));
+
+    // a host removes a participant
+    let dana_id = dana.with(|s| s.participant.id().expect("seated"));
+    olga.send(ClientMessage::Remove {
+        participant: dana_id,
+    })
+    .await;
+    assert!(dana.wait_for(SETTLE, |s| s.closed.is_some()).await);
+    dana.with(|s| {
+        assert_eq!(
+            s.closed.as_ref().map(|c| c.0),
+            Some(CloseCode::Removed.code())
+        )
+    });
+    let after_remove = settled(&[&olga, &ivan], 2).await;
+    assert_ne!(after_remove, after_leave);
+
+    // the audit log has the call's story
+    let mut admin = server.client();
+    admin
+        .login(&server.v4, "admin", &server.admin_password)
+        .await;
+    let entries = admin
+        .get(&format!("{}/api/audit?limit=1000", server.v4))
+        .await
+        .json();
+    let actions: Vec<String> = entries
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str().map(str::to_owned))
+        .collect();
+    for action in ["call.enter", "call.leave", "call.remove"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} missing in {actions:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_takes_only_fresh_tickets() {
+    let server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan"]).await;
+    let answer = people[1]
+        .client
+        .join(&meeting, &people[1].device)
+        .await
+        .expect("join");
+    let JoinAnswer::Admitted { ticket } = answer else {
+        panic!("{answer:?}")
+    };
+
+    // a forged ticket
+    let forged = format!("{}A", &ticket[..ticket.len() - 1]);
+    let call = people[1]
+        .client
+        .connect(&meeting, &people[1].device, &org, forged)
+        .await
+        .expect("socket opens");
+    assert!(call.wait_for(SETTLE, |s| s.closed.is_some()).await);
+    call.with(|s| {
+        assert_eq!(
+            s.closed.as_ref().map(|c| c.0),
+            Some(CloseCode::BadTicket.code())
+        )
+    });
+
+    // the real one, twice: the second use is refused
+    let first = people[1]
+        .client
+        .connect(&meeting, &people[1].device, &org, ticket.clone())
+        .await
+        .expect("socket opens");
+    assert!(
+        first
+            .wait_for(SETTLE, |s| s.participant.epoch().is_some())
+            .await
+    );
+    let again = people[1]
+        .client
+        .connect(&meeting, &people[1].device, &org, ticket)
+        .await
+        .expect("socket opens");
+    assert!(again.wait_for(SETTLE, |s| s.closed.is_some()).await);
+    again.with(|s| {
+        assert_eq!(
+            s.closed.as_ref().map(|c| c.0),
+            Some(CloseCode::BadTicket.code())
+        )
+    });
+}

@@ -1,0 +1,361 @@
+//! Whole calls in memory: the server's call core (`Room`) with real MLS participants
+//! (`conclave_client::Participant`), no sockets. Every participant must end on the same
+//! epoch and security code, the code must change on every join and leave, and the roster
+//! must match the MLS group.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use conclave_client::{Mismatch, Participant};
+use conclave_e2ee::ExternalSender;
+use conclave_identity::{CredentialClaims, DeviceKey, OrganisationKey};
+use conclave_protocol::{ClientMessage, CloseCode, Network};
+use conclave_server::call::room::{Input, Output, Room, RoomConfig, Seat};
+use conclave_types::{DeviceId, DeviceTrust, ParticipantId, Timestamp, UserId};
+
+const NOW: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
+
+fn org() -> OrganisationKey {
+    OrganisationKey::from_seed(&[3; 32])
+}
+
+fn server() -> ExternalSender {
+    ExternalSender::from_seed(&[4; 32], b"conclave-server".to_vec())
+}
+
+struct Seated {
+    id: ParticipantId,
+    participant: Participant,
+    closed: Option<CloseCode>,
+}
+
+struct Call {
+    room: Room,
+    people: Vec<Seated>,
+    now: Timestamp,
+}
+
+fn seat(n: u8, host: bool) -> Seat {
+    Seat {
+        user_id: UserId::from_bytes([n; 16]),
+        user_name: format!("user{n}"),
+        display_name: format!("User {n}"),
+        device_id: DeviceId::from_bytes([n; 16]),
+        trust: DeviceTrust::Managed,
+        network: Network {
+            trusted: true,
+            name: Some("office".into()),
+            address: Some("127.0.0.1".into()),
+        },
+        host,
+    }
+}
+
+impl Call {
+    fn new() -> Self {
+        Self {
+            room: Room::new(RoomConfig::default(), Arc::new(server()), false),
+            people: Vec::new(),
+            now: NOW,
+        }
+    }
+
+    /// Seats participant `n` and runs the call until it is quiet.
+    fn enter(&mut self, n: u8, host: bool) -> ParticipantId {
+        let device_seed = [n.wrapping_add(100); 32];
+        let credential = org().issue_credential(CredentialClaims {
+            organisation: "Example".into(),
+            user_id: UserId::from_bytes([n; 16]),
+            user_name: format!("user{n}"),
+            display_name: format!("User {n}"),
+            device_id: DeviceId::from_bytes([n; 16]),
+            device_key: DeviceKey::from_seed(&device_seed).public(),
+            trust: DeviceTrust::Managed,
+            issued_at: Timestamp::from_unix_millis(0),
+            expires_at: Timestamp::from_unix_millis(4_000_000_000_000),
+        });
+        let participant = Participant::new(
+            credential,
+            device_seed,
+            org().public(),
+            server().info(),
+            self.now,
+        )
+        .unwrap();
+        let ClientMessage::Hello { key_package, .. } = participant.hello("ticket".into()) else {
+            unreachable!()
+        };
+        let id = ParticipantId::from_bytes([n; 16]);
+        self.people.push(Seated {
+            id,
+            participant,
+            closed: None,
+        });
+        self.room.handle(
+            Input::Enter {
+                participant: id,
+                resume_token: format!("resume-{n}"),
+                seat: seat(n, host),
+                key_package: key_package.0,
+            },
+            self.now,
+        );
+        self.settle();
+        id
+    }
+
+    fn person(&mut self, id: ParticipantId) -> &mut Seated {
+        self.people.iter_mut().find(|p| p.id == id).unwrap()
+    }
+
+    /// Moves messages both ways until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            while let Some(output) = self.room.poll_output() {
+                moved = true;
+                match output {
+                    Output::Send(to, message) => {
+                        let now = self.now;
+                        let person = self.person(to);
+                        assert!(person.closed.is_none(), "message after close");
+                        person.participant.handle(message, now);
+                    }
+                    Output::Close(to, code, _) => self.person(to).closed = Some(code),
+                    _ => {}
+                }
+            }
+            let mut sent = Vec::new();
+            for person in &mut self.people {
+                if person.closed.is_some() {
+                    continue;
+                }
+                while let Some(message) = person.participant.poll_transmit() {
+                    sent.push((person.id, message));
+                }
+            }
+            for (from, message) in sent {
+                moved = true;
+                self.room.handle(Input::Message(from, message), self.now);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the call does not settle");
+    }
+
+    fn present(&self) -> impl Iterator<Item = &Seated> {
+        self.people.iter().filter(|p| p.closed.is_none())
+    }
+
+    /// Everyone present agrees on epoch and code; returns the code.
+    fn agreed_code(&self) -> String {
+        let first = self.present().next().unwrap();
+        let code = first.participant.security_code().expect("in the group");
+        for p in self.present() {
+            assert_eq!(p.participant.epoch(), first.participant.epoch());
+            assert_eq!(
+                p.participant.security_code().as_deref(),
+                Some(code.as_str())
+            );
+            assert_eq!(p.participant.mismatches(), Vec::<Mismatch>::new());
+            assert_eq!(p.participant.roster().len(), self.present().count());
+            assert!(
+                p.participant.refusals().is_empty(),
+                "{:?}",
+                p.participant.refusals()
+            );
+        }
+        code
+    }
+}
+
+#[test]
+fn five_participants_join_and_leave_with_one_code() {
+    let mut call = Call::new();
+    call.enter(1, true);
+    let mut codes = vec![call.agreed_code()];
+    for n in 2..=5 {
+        call.enter(n, false);
+        let code = call.agreed_code();
+        assert!(!codes.contains(&code), "the code changes on every join");
+        codes.push(code);
+    }
+    assert_eq!(call.present().count(), 5);
+    assert_eq!(
+        call.present().next().unwrap().participant.members().len(),
+        5
+    );
+
+    let third = ParticipantId::from_bytes([3; 16]);
+    call.room
+        .handle(Input::Message(third, ClientMessage::Leave {}), call.now);
+    call.settle();
+    assert_eq!(call.person(third).closed, Some(CloseCode::Left));
+    let code = call.agreed_code();
+    assert!(!codes.contains(&code), "the code changes on leave");
+    assert_eq!(
+        call.present().next().unwrap().participant.members().len(),
+        4
+    );
+}
+
+#[test]
+fn chat_reaches_every_other_member() {
+    let mut call = Call::new();
+    let alice = call.enter(1, true);
+    call.enter(2, false);
+    call.enter(3, false);
+    let now = call.now;
+    call.person(alice)
+        .participant
+        .send_chat("hello from 1", now);
+    call.settle();
+    for p in call.present().filter(|p| p.id != alice) {
+        let chat = p.participant.chat();
+        assert_eq!(chat.len(), 1);
+        assert_eq!(chat[0].text, "hello from 1");
+        assert_eq!(chat[0].from, DeviceId::from_bytes([1; 16]));
+    }
+}
+
+#[test]
+fn host_removes_a_participant_and_keys_rotate() {
+    let mut call = Call::new();
+    let host = call.enter(1, true);
+    call.enter(2, false);
+    let bob = call.enter(3, false);
+    let before = call.agreed_code();
+    call.room.handle(
+        Input::Message(host, ClientMessage::Remove { participant: bob }),
+        call.now,
+    );
+    call.settle();
+    assert_eq!(call.person(bob).closed, Some(CloseCode::Removed));
+    assert_ne!(call.agreed_code(), before);
+
+    // a non-host may not
+    let carol = ParticipantId::from_bytes([2; 16]);
+    call.room.handle(
+        Input::Message(carol, ClientMessage::Remove { participant: host }),
+        call.now,
+    );
+    call.settle();
+    assert!(call.person(host).closed.is_none());
+    assert!(call
+        .person(carol)
+        .participant
+        .errors()
+        .iter()
+        .any(|e| e.contains("only hosts")));
+}
+
+#[test]
+fn revoked_device_is_removed() {
+    let mut call = Call::new();
+    call.enter(1, true);
+    call.enter(2, false);
+    let bob = call.enter(3, false);
+    let before = call.agreed_code();
+    call.room.handle(
+        Input::DeviceRevoked(DeviceId::from_bytes([3; 16])),
+        call.now,
+    );
+    call.settle();
+    assert_eq!(call.person(bob).closed, Some(CloseCode::DeviceRevoked));
+    assert_ne!(call.agreed_code(), before);
+}
+
+#[test]
+fn silent_participant_times_out_and_is_removed() {
+    let mut call = Call::new();
+    call.enter(1, true);
+    let quiet = call.enter(2, false);
+    call.enter(3, false);
+    let before = call.agreed_code();
+    // everyone but `quiet` pings every five seconds for a minute
+    for _ in 0..12 {
+        call.now = call.now.saturating_add(std::time::Duration::from_secs(5));
+        let ids: Vec<_> = call
+            .present()
+            .map(|p| p.id)
+            .filter(|id| *id != quiet)
+            .collect();
+        for id in ids {
+            call.room.handle(
+                Input::Message(id, ClientMessage::Ping { nonce: 1 }),
+                call.now,
+            );
+        }
+        call.room.handle(Input::Tick, call.now);
+        call.settle();
+    }
+    assert_eq!(call.person(quiet).closed, Some(CloseCode::HeartbeatTimeout));
+    assert_ne!(call.agreed_code(), before);
+    assert_eq!(
+        call.present().next().unwrap().participant.members().len(),
+        2
+    );
+}
+
+#[test]
+fn two_joining_at_once_are_added_by_one_commit() {
+    let mut call = Call::new();
+    call.enter(1, true);
+    call.enter(2, false);
+    let epoch_before = call.present().next().unwrap().participant.epoch().unwrap();
+    // seat two without settling in between
+    for n in [3u8, 4] {
+        let device_seed = [n.wrapping_add(100); 32];
+        let credential = org().issue_credential(CredentialClaims {
+            organisation: "Example".into(),
+            user_id: UserId::from_bytes([n; 16]),
+            user_name: format!("user{n}"),
+            display_name: format!("User {n}"),
+            device_id: DeviceId::from_bytes([n; 16]),
+            device_key: DeviceKey::from_seed(&device_seed).public(),
+            trust: DeviceTrust::Managed,
+            issued_at: Timestamp::from_unix_millis(0),
+            expires_at: Timestamp::from_unix_millis(4_000_000_000_000),
+        });
+        let participant = Participant::new(
+            credential,
+            device_seed,
+            org().public(),
+            server().info(),
+            call.now,
+        )
+        .unwrap();
+        let ClientMessage::Hello { key_package, .. } = participant.hello(String::new()) else {
+            unreachable!()
+        };
+        let id = ParticipantId::from_bytes([n; 16]);
+        call.people.push(Seated {
+            id,
+            participant,
+            closed: None,
+        });
+        call.room.handle(
+            Input::Enter {
+                participant: id,
+                resume_token: format!("r{n}"),
+                seat: seat(n, false),
+                key_package: key_package.0,
+            },
+            call.now,
+        );
+    }
+    call.settle();
+    call.agreed_code();
+    let epoch_after = call.present().next().unwrap().participant.epoch().unwrap();
+    assert!(
+        epoch_after - epoch_before <= 2,
+        "joins are batched into few commits"
+    );
+    assert_eq!(
+        call.present().next().unwrap().participant.members().len(),
+        4
+    );
+}
