@@ -353,9 +353,11 @@ impl Participant {
         &self.alerts
     }
 
-    /// Why this participant waits in the lobby, while it does.
+    /// Why this participant waits in the lobby, while it does (until it is in the group).
     pub fn waiting(&self) -> Option<&[String]> {
-        self.waiting.as_deref()
+        self.waiting
+            .as_deref()
+            .filter(|_| self.session.epoch().is_none())
     }
 
     /// The MLS members by leaf, from their verified credentials.

@@ -80,8 +80,10 @@ pub enum JoinAnswer {
         /// The join ticket.
         ticket: String,
     },
-    /// Wait in the lobby.
+    /// Wait in the lobby: the ticket seats the participant there until a host decides.
     Lobby {
+        /// The join ticket.
+        ticket: String,
         /// Why.
         reasons: Vec<String>,
     },
@@ -341,6 +343,7 @@ impl Client {
                 ticket: text(&v, "ticket")?,
             }),
             202 => Ok(JoinAnswer::Lobby {
+                ticket: text(&v, "ticket")?,
                 reasons: reasons(&v),
             }),
             403 => Ok(JoinAnswer::Denied {

@@ -25,11 +25,22 @@ fn now_plus_minutes(m: i64) -> String {
 struct Person {
     client: Client,
     device: Device,
+    name: String,
+    password: String,
 }
 
 /// Creates `names` (the first an organiser who hosts, the rest members), schedules an
 /// internal meeting with everyone invited, signs everyone in and registers a device each.
 async fn setup(server: &Server, names: &[&str]) -> (MeetingId, Organisation, Vec<Person>) {
+    setup_with(server, names, "internal").await
+}
+
+/// [`setup`] with another classification.
+async fn setup_with(
+    server: &Server,
+    names: &[&str],
+    classification: &str,
+) -> (MeetingId, Organisation, Vec<Person>) {
     let v4 = server.v4.clone();
     let mut admin = server.client();
     admin.login(&v4, "admin", &server.admin_password).await;
@@ -51,7 +62,12 @@ async fn setup(server: &Server, names: &[&str]) -> (MeetingId, Organisation, Vec
         let mut client = Client::new(&v4, Some(&pem)).expect("client");
         client.sign_in(name, &password).await.expect("sign in");
         let device = client.register_device("laptop").await.expect("device");
-        people.push(Person { client, device });
+        people.push(Person {
+            client,
+            device,
+            name: (*name).to_string(),
+            password,
+        });
     }
     let (status, created) = people[0]
         .client
@@ -61,7 +77,7 @@ async fn setup(server: &Server, names: &[&str]) -> (MeetingId, Organisation, Vec
             Some(json!({
                 "title": "Incident review",
                 "agenda": "1. timeline",
-                "classification": "internal",
+                "classification": classification,
                 "starts_at": now_plus_minutes(-1),
                 "ends_at": now_plus_minutes(60),
                 "invitees": names[1..],
@@ -283,5 +299,107 @@ async fn the_websocket_takes_only_fresh_tickets() {
             s.closed.as_ref().map(|c| c.0),
             Some(CloseCode::BadTicket.code())
         )
+    });
+}
+
+/// The same account from the untrusted address (`[::1]`), with a device registered there.
+async fn from_away(server: &Server, person: &Person) -> Person {
+    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
+    let mut client = Client::new(&server.v6, Some(&pem)).expect("client");
+    client
+        .sign_in(&person.name, &person.password)
+        .await
+        .expect("sign in");
+    let device = client
+        .register_device("travel laptop")
+        .await
+        .expect("device");
+    Person {
+        client,
+        device,
+        name: person.name.clone(),
+        password: person.password.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lobby_waits_for_the_host() {
+    let server = Server::start();
+    // confidential: invitees on an untrusted network wait in the lobby
+    let (meeting, org, people) =
+        setup_with(&server, &["olga", "ivan", "max"], "confidential").await;
+    let olga = enter(&people[0], &meeting, &org).await;
+    settled(&[&olga], 1).await;
+
+    let mut waiting = Vec::new();
+    for person in &people[1..] {
+        let away = from_away(&server, person).await;
+        let answer = away
+            .client
+            .join(&meeting, &away.device)
+            .await
+            .expect("join");
+        let JoinAnswer::Lobby { ticket, reasons } = answer else {
+            panic!("expected the lobby: {answer:?}");
+        };
+        assert!(
+            reasons.iter().any(|r| r.contains("untrusted network")),
+            "{reasons:?}"
+        );
+        let call = away
+            .client
+            .connect(&meeting, &away.device, &org, ticket)
+            .await
+            .expect("connect");
+        assert!(
+            call.wait_for(SETTLE, |s| s.participant.waiting().is_some())
+                .await
+        );
+        waiting.push(call);
+    }
+    assert!(
+        olga.wait_for(SETTLE, |s| s.participant.lobby().len() == 2)
+            .await
+    );
+    let (ivan_seat, max_seat, address) = olga.with(|s| {
+        let lobby = s.participant.lobby();
+        (
+            lobby[0].participant,
+            lobby[1].participant,
+            lobby[0].network.address.clone(),
+        )
+    });
+    assert_eq!(
+        address.as_deref(),
+        Some("::1"),
+        "hosts see where the waiting connect from"
+    );
+    olga.with(|s| assert_eq!(s.participant.roster().len(), 1, "the lobby is not the call"));
+
+    olga.send(ClientMessage::Admit {
+        participant: ivan_seat,
+    })
+    .await;
+    olga.send(ClientMessage::Deny {
+        participant: max_seat,
+    })
+    .await;
+    settled(&[&olga, &waiting[0]], 2).await;
+    assert!(waiting[1].wait_for(SETTLE, |s| s.closed.is_some()).await);
+    waiting[1].with(|s| {
+        let (code, reason) = s.closed.clone().expect("closed");
+        assert_eq!(code, CloseCode::Denied.code());
+        assert!(reason.contains("host"), "{reason}");
+        assert!(
+            s.participant.epoch().is_none(),
+            "a denied guest never joins the group"
+        );
+    });
+    waiting[0].with(|s| {
+        let roster = s.participant.roster();
+        assert!(
+            !roster[1].network.trusted,
+            "the roster shows the untrusted network"
+        );
     });
 }

@@ -63,6 +63,11 @@ impl Call {
 
     /// Seats participant `n` and runs the call until it is quiet.
     fn enter(&mut self, n: u8, host: bool) -> ParticipantId {
+        self.enter_as(n, host, None)
+    }
+
+    /// Seats participant `n`, in the lobby if `lobby` gives reasons.
+    fn enter_as(&mut self, n: u8, host: bool, lobby: Option<Vec<String>>) -> ParticipantId {
         let device_seed = [n.wrapping_add(100); 32];
         let credential = org().issue_credential(CredentialClaims {
             organisation: "Example".into(),
@@ -98,6 +103,7 @@ impl Call {
                 resume_token: format!("resume-{n}"),
                 seat: seat(n, host),
                 key_package: key_package.0,
+                lobby,
             },
             self.now,
         );
@@ -150,18 +156,23 @@ impl Call {
         self.people.iter().filter(|p| p.closed.is_none())
     }
 
-    /// Everyone present agrees on epoch and code; returns the code.
+    /// Everyone present and in the group agrees on epoch and code, and their roster lists
+    /// exactly the group (people in the lobby are on neither); returns the code.
     fn agreed_code(&self) -> String {
-        let first = self.present().next().unwrap();
+        let in_group: Vec<&Seated> = self
+            .present()
+            .filter(|p| p.participant.epoch().is_some())
+            .collect();
+        let first = in_group.first().expect("someone is in the group");
         let code = first.participant.security_code().expect("in the group");
-        for p in self.present() {
+        for p in &in_group {
             assert_eq!(p.participant.epoch(), first.participant.epoch());
             assert_eq!(
                 p.participant.security_code().as_deref(),
                 Some(code.as_str())
             );
             assert_eq!(p.participant.mismatches(), Vec::<Mismatch>::new());
-            assert_eq!(p.participant.roster().len(), self.present().count());
+            assert_eq!(p.participant.roster().len(), in_group.len());
             assert!(
                 p.participant.refusals().is_empty(),
                 "{:?}",
@@ -343,6 +354,7 @@ fn two_joining_at_once_are_added_by_one_commit() {
                 resume_token: format!("r{n}"),
                 seat: seat(n, false),
                 key_package: key_package.0,
+                lobby: None,
             },
             call.now,
         );
@@ -358,4 +370,81 @@ fn two_joining_at_once_are_added_by_one_commit() {
         call.present().next().unwrap().participant.members().len(),
         4
     );
+}
+
+#[test]
+fn lobby_waits_for_a_host_who_admits_or_denies() {
+    let mut call = Call::new();
+    let host = call.enter(1, true);
+    call.enter(2, false);
+    let before = call.agreed_code();
+    let reason = vec!["you are connecting from an untrusted network".to_string()];
+    let guest = call.enter_as(3, false, Some(reason.clone()));
+    let denied = call.enter_as(4, false, Some(reason.clone()));
+
+    // waiting: not in the group, not on the roster; the host sees the queue with reasons
+    assert_eq!(
+        call.person(guest).participant.waiting(),
+        Some(reason.as_slice())
+    );
+    assert_eq!(call.person(guest).participant.epoch(), None);
+    assert_eq!(call.agreed_code(), before);
+    let lobby = call.person(host).participant.lobby().to_vec();
+    assert_eq!(lobby.len(), 2);
+    assert_eq!(lobby[0].participant, guest);
+    assert_eq!(lobby[0].reasons, reason);
+    assert!(call
+        .person(host)
+        .participant
+        .alerts()
+        .iter()
+        .any(|a| a.kind == "lobby"));
+
+    // only hosts decide
+    let other = ParticipantId::from_bytes([2; 16]);
+    call.room.handle(
+        Input::Message(other, ClientMessage::Admit { participant: guest }),
+        call.now,
+    );
+    call.settle();
+    assert_eq!(call.person(guest).participant.epoch(), None);
+
+    call.room.handle(
+        Input::Message(host, ClientMessage::Admit { participant: guest }),
+        call.now,
+    );
+    call.room.handle(
+        Input::Message(
+            host,
+            ClientMessage::Deny {
+                participant: denied,
+            },
+        ),
+        call.now,
+    );
+    call.settle();
+    assert_eq!(call.person(denied).closed, Some(CloseCode::Denied));
+    assert_eq!(call.person(guest).participant.waiting(), None);
+    assert!(call.person(host).participant.lobby().is_empty());
+    let after = call.agreed_code();
+    assert_ne!(after, before);
+    assert_eq!(
+        call.present().next().unwrap().participant.members().len(),
+        3
+    );
+}
+
+#[test]
+fn locking_closes_the_lobby() {
+    let mut call = Call::new();
+    let host = call.enter(1, true);
+    let waiting = call.enter_as(2, false, Some(vec!["lobby".into()]));
+    call.room.handle(
+        Input::Message(host, ClientMessage::Lock { locked: true }),
+        call.now,
+    );
+    call.settle();
+    assert_eq!(call.person(waiting).closed, Some(CloseCode::PolicyChanged));
+    assert!(call.person(host).participant.locked());
+    assert_eq!(call.room.poll_output(), None);
 }

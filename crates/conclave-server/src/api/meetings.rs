@@ -585,7 +585,8 @@ pub(super) struct JoinDecision {
     network: NetworkInfo,
     #[schema(value_type = String, example = "managed")]
     device_trust: DeviceTrust,
-    /// For `admit`: present to signalling before `ticket_expires_at`.
+    /// For `admit` and `lobby`: present to signalling before `ticket_expires_at` (a lobby
+    /// ticket seats the participant in the lobby until a host admits them).
     ticket: Option<String>,
     ticket_expires_at: Option<String>,
 }
@@ -698,8 +699,27 @@ pub(super) async fn join(
     if decision.reasons.contains(&Reason::NotInAudience) {
         return Err(ApiError::NoSuchMeeting);
     }
-    let (status, ticket) = match decision.outcome {
-        Outcome::Admit => {
+    let explained: Vec<String> = decision
+        .reasons
+        .iter()
+        .map(|r| r.explain(&meeting.classification))
+        .collect();
+    let account = &user.session.user;
+    if decision.outcome == Outcome::Deny {
+        state.calls.alert(
+            &meeting.id,
+            conclave_protocol::Alert {
+                at: t,
+                kind: "join_refused".into(),
+                who: Some(account.display_name.0.clone()),
+                text: format!("was refused: {}", explained.join("; ")),
+            },
+        );
+    }
+    let ticket = match decision.outcome {
+        // Admitted, or waiting for a host: either way the ticket opens the call's WebSocket
+        // (the lobby is a seat that is not in the call yet).
+        Outcome::Admit | Outcome::Lobby => {
             let expires_at = t.saturating_add(Duration::from_secs(
                 state.config.join.ticket_lifetime_seconds.into(),
             ));
@@ -712,7 +732,6 @@ pub(super) async fn join(
                 expires_at,
                 nonce,
             });
-            let account = &user.session.user;
             let (trusted, network_name) = match &decision.network {
                 NetworkAssessment::Trusted { name } => (true, Some(name.clone())),
                 NetworkAssessment::Untrusted => (false, None),
@@ -735,15 +754,17 @@ pub(super) async fn join(
                     },
                     client: client.0,
                     expires_at,
+                    lobby: (decision.outcome == Outcome::Lobby).then(|| explained.clone()),
                 },
             );
-            (
-                StatusCode::OK,
-                Some((ticket.encode(), expires_at.to_rfc3339())),
-            )
+            Some((ticket.encode(), expires_at.to_rfc3339()))
         }
-        Outcome::Lobby => (StatusCode::ACCEPTED, None),
-        Outcome::Deny => (StatusCode::FORBIDDEN, None),
+        Outcome::Deny => None,
+    };
+    let status = match decision.outcome {
+        Outcome::Admit => StatusCode::OK,
+        Outcome::Lobby => StatusCode::ACCEPTED,
+        Outcome::Deny => StatusCode::FORBIDDEN,
     };
     let (ticket, ticket_expires_at) = ticket.unzip();
     let body = JoinDecision {

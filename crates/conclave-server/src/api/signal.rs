@@ -162,6 +162,7 @@ async fn connection(state: AppState, client: ClientAddr, id: String, mut socket:
                 resume_token: random_token::<32>(),
                 seat: admission.seat,
                 key_package: key_package.0,
+                lobby: admission.lobby,
                 connection,
             })
             .await;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use conclave_e2ee::{ExternalSender, ExternalSenderInfo};
 use conclave_identity::OrganisationKey;
-use conclave_protocol::{ClientMessage, CloseCode};
+use conclave_protocol::{Alert, ClientMessage, CloseCode};
 use conclave_types::{DeviceId, MeetingId, ParticipantId, Timestamp};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -62,6 +62,8 @@ pub enum Command {
         seat: Seat,
         /// Their KeyPackage.
         key_package: Vec<u8>,
+        /// `Some(reasons)`: they wait in the lobby.
+        lobby: Option<Vec<String>>,
         /// Their connection.
         connection: Connection,
     },
@@ -80,6 +82,8 @@ pub enum Command {
     Dropped(ParticipantId, u64),
     /// A device was revoked.
     DeviceRevoked(DeviceId),
+    /// Tell the hosts.
+    Alert(Alert),
 }
 
 /// A policy admission waiting for its WebSocket.
@@ -91,6 +95,8 @@ pub struct Admission {
     pub client: IpAddr,
     /// When the ticket expires (after which the admission is dropped).
     pub expires_at: Timestamp,
+    /// `Some(reasons)` if the policy sent them to the lobby.
+    pub lobby: Option<Vec<String>>,
 }
 
 /// Every running call of this server.
@@ -187,6 +193,13 @@ impl Calls {
         }
     }
 
+    /// Alerts the hosts of `meeting`'s call, if one is running.
+    pub fn alert(&self, meeting: &MeetingId, alert: Alert) {
+        if let Some(tx) = self.existing(meeting) {
+            let _ = tx.try_send(Command::Alert(alert));
+        }
+    }
+
     fn finished(&self, meeting: &MeetingId) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         rooms.remove(meeting);
@@ -216,6 +229,7 @@ async fn run(state: AppState, meeting: MeetingId, mut room: Room, mut rx: mpsc::
                 resume_token,
                 seat,
                 key_package,
+                lobby,
                 connection,
             } => {
                 connections.insert(participant, connection);
@@ -226,6 +240,7 @@ async fn run(state: AppState, meeting: MeetingId, mut room: Room, mut rx: mpsc::
                         resume_token,
                         seat,
                         key_package,
+                        lobby,
                     },
                     now(),
                 );
@@ -246,6 +261,7 @@ async fn run(state: AppState, meeting: MeetingId, mut room: Room, mut rx: mpsc::
                 }
             }
             Command::DeviceRevoked(device) => room.handle(Input::DeviceRevoked(device), now()),
+            Command::Alert(alert) => room.handle(Input::Alert(alert), now()),
         }
         drain(&state, meeting, &mut room, &mut connections, resume_reply).await;
         if room.is_empty() {

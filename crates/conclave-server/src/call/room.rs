@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use conclave_e2ee::{inspect, DeliveryService, ExternalSender, MessageKind, SessionError, Verdict};
 use conclave_protocol::{
-    Alert, Bytes, ClientMessage, CloseCode, MediaPath, Network, RosterEntry, ServerMessage,
+    Alert, Bytes, ClientMessage, CloseCode, LobbyEntry, MediaPath, Network, RosterEntry,
+    ServerMessage,
 };
 use conclave_types::{DeviceId, DeviceTrust, ParticipantId, Timestamp, UserId};
 
@@ -86,7 +87,11 @@ pub enum Input {
         seat: Seat,
         /// Their MLS KeyPackage.
         key_package: Vec<u8>,
+        /// `Some(reasons)` if the policy sent them to the lobby: they wait for a host.
+        lobby: Option<Vec<String>>,
     },
+    /// Something hosts should hear about at once (e.g. a refused join attempt).
+    Alert(Alert),
     /// A message from a seated participant's connection.
     Message(ParticipantId, ClientMessage),
     /// The participant's connection dropped (without `Leave`).
@@ -136,6 +141,8 @@ pub enum Output {
 /// A seat's progress into the MLS group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// In the lobby, waiting for a host; not in the roster, not proposed.
+    Lobby,
     /// Waiting for the next membership round.
     Queued,
     /// Its Add is proposed in the current round.
@@ -154,6 +161,8 @@ struct Participant {
     key_package: Vec<u8>,
     joined_at: Timestamp,
     phase: Phase,
+    /// Why the policy sent them to the lobby.
+    lobby_reasons: Vec<String>,
     /// Whether a connection is attached.
     connected: bool,
     last_seen: Timestamp,
@@ -236,7 +245,13 @@ impl Room {
                 resume_token,
                 seat,
                 key_package,
-            } => self.enter(participant, resume_token, seat, key_package, now),
+                lobby,
+            } => self.enter(participant, resume_token, seat, key_package, lobby, now),
+            Input::Alert(alert) => {
+                for id in self.host_ids() {
+                    self.send(id, ServerMessage::Alert(alert.clone()));
+                }
+            }
             Input::Message(from, message) => {
                 if let Some(p) = self.find_mut(from) {
                     p.last_seen = now;
@@ -346,15 +361,18 @@ impl Room {
             who,
             text,
         });
-        let hosts: Vec<_> = self
-            .participants
-            .iter()
-            .filter(|p| p.seat.host)
-            .map(|p| p.id)
-            .collect();
-        for id in hosts {
+        for id in self.host_ids() {
             self.send(id, alert.clone());
         }
+    }
+
+    /// Hosts in the call (not those still in the lobby).
+    fn host_ids(&self) -> Vec<ParticipantId> {
+        self.participants
+            .iter()
+            .filter(|p| p.seat.host && p.phase != Phase::Lobby)
+            .map(|p| p.id)
+            .collect()
     }
 
     fn enter(
@@ -363,6 +381,7 @@ impl Room {
         resume_token: String,
         seat: Seat,
         key_package: Vec<u8>,
+        lobby: Option<Vec<String>>,
         now: Timestamp,
     ) {
         let host = seat.host;
@@ -381,7 +400,12 @@ impl Room {
             resume_token: resume_token.clone(),
             key_package,
             joined_at: now,
-            phase: Phase::Queued,
+            phase: if lobby.is_some() {
+                Phase::Lobby
+            } else {
+                Phase::Queued
+            },
+            lobby_reasons: lobby.clone().unwrap_or_default(),
             connected: true,
             last_seen: now,
             dropped_at: None,
@@ -398,7 +422,82 @@ impl Room {
                 host,
             },
         );
+        if let Some(reasons) = lobby {
+            if self.locked {
+                return self.free(
+                    id,
+                    Some((CloseCode::PolicyChanged, "the call is locked")),
+                    "lobby while locked",
+                );
+            }
+            self.send(id, ServerMessage::Waiting { reasons });
+            let name = self.find(id).map(|p| p.seat.display_name.clone());
+            self.alert_hosts(now, "lobby", name, "is waiting in the lobby".into());
+            self.lobby_changed();
+        }
         self.roster_changed();
+    }
+
+    fn lobby_changed(&mut self) {
+        let waiting: Vec<LobbyEntry> = self
+            .participants
+            .iter()
+            .filter(|p| p.phase == Phase::Lobby)
+            .map(|p| LobbyEntry {
+                participant: p.id,
+                user_name: p.seat.user_name.clone(),
+                display_name: p.seat.display_name.clone(),
+                device_trust: p.seat.trust,
+                network: p.seat.network.clone(),
+                reasons: p.lobby_reasons.clone(),
+                since: p.joined_at,
+            })
+            .collect();
+        for id in self.host_ids() {
+            self.send(
+                id,
+                ServerMessage::Lobby {
+                    waiting: waiting.clone(),
+                },
+            );
+        }
+    }
+
+    /// A host's admit or deny of a lobby entry.
+    fn decide_lobby(&mut self, host: ParticipantId, target: ParticipantId, admit: bool) {
+        if !self.is_host(host) {
+            return self.refuse(host, "only hosts can admit or deny");
+        }
+        if !self.find(target).is_some_and(|p| p.phase == Phase::Lobby) {
+            return self.refuse(host, "that participant is no longer waiting");
+        }
+        if admit && self.locked {
+            return self.refuse(host, "the call is locked; unlock it to admit");
+        }
+        let by = self.find(host).map(|p| p.seat.user_id);
+        let name = self
+            .find(target)
+            .map(|p| p.seat.display_name.clone())
+            .unwrap_or_default();
+        self.outputs.push_back(Output::Audit {
+            actor: by.map_or_else(|| "server".into(), |u| format!("user:{u}")),
+            action: if admit { "call.admit" } else { "call.deny" },
+            outcome: "ok",
+            details: vec![format!("participant {target}"), format!("name {name}")],
+        });
+        if admit {
+            if let Some(p) = self.find_mut(target) {
+                p.phase = Phase::Queued;
+            }
+            self.roster_changed();
+        } else {
+            self.free(
+                target,
+                Some((CloseCode::Denied, "a host turned your request away")),
+                "denied by a host",
+            );
+        }
+        self.lobby_changed();
     }
 
     fn message(&mut self, from: ParticipantId, message: ClientMessage, now: Timestamp) {
@@ -443,12 +542,27 @@ impl Room {
                         outcome: "ok",
                         details: Vec::new(),
                     });
+                    if locked {
+                        let waiting: Vec<_> = self
+                            .participants
+                            .iter()
+                            .filter(|p| p.phase == Phase::Lobby)
+                            .map(|p| p.id)
+                            .collect();
+                        for id in waiting {
+                            self.free(
+                                id,
+                                Some((CloseCode::PolicyChanged, "the call was locked")),
+                                "lobby closed by a lock",
+                            );
+                        }
+                        self.lobby_changed();
+                    }
                     self.roster_changed();
                 }
             }
-            ClientMessage::Admit { .. } | ClientMessage::Deny { .. } => {
-                self.refuse(from, "nobody is waiting in the lobby");
-            }
+            ClientMessage::Admit { participant } => self.decide_lobby(from, participant, true),
+            ClientMessage::Deny { participant } => self.decide_lobby(from, participant, false),
             _ => self.refuse(from, "this request is not supported"),
         }
     }
@@ -807,13 +921,10 @@ impl Room {
             joined_at: p.joined_at,
             host: p.seat.host,
         };
-        let for_hosts: Vec<_> = self.participants.iter().map(|p| entry(p, true)).collect();
-        let for_others: Vec<_> = self.participants.iter().map(|p| entry(p, false)).collect();
-        let recipients: Vec<_> = self
-            .participants
-            .iter()
-            .map(|p| (p.id, p.seat.host))
-            .collect();
+        let in_call = || self.participants.iter().filter(|p| p.phase != Phase::Lobby);
+        let for_hosts: Vec<_> = in_call().map(|p| entry(p, true)).collect();
+        let for_others: Vec<_> = in_call().map(|p| entry(p, false)).collect();
+        let recipients: Vec<_> = in_call().map(|p| (p.id, p.seat.host)).collect();
         for (id, host) in recipients {
             let participants = if host {
                 for_hosts.clone()
