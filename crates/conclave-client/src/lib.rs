@@ -87,6 +87,8 @@ pub struct Participant {
     errors: Vec<String>,
     keys: Option<KeyMaterial>,
     waiting: Option<Vec<String>>,
+    /// Server messages received on this seat (for resumption and acknowledgements).
+    received: u64,
 }
 
 impl std::fmt::Debug for Participant {
@@ -135,6 +137,7 @@ impl Participant {
             errors: Vec::new(),
             keys: None,
             waiting: None,
+            received: 0,
         })
     }
 
@@ -145,6 +148,7 @@ impl Participant {
             ticket,
             key_package: Bytes(self.session.key_package()),
             resume: None,
+            received: 0,
         }
     }
 
@@ -155,6 +159,7 @@ impl Participant {
             ticket: String::new(),
             key_package: Bytes::default(),
             resume: Some(token),
+            received: self.received,
         })
     }
 
@@ -179,8 +184,20 @@ impl Participant {
         self.outgoing.pop_front()
     }
 
+    /// A heartbeat, acknowledging what was received.
+    pub fn ping(&self, nonce: u32) -> ClientMessage {
+        ClientMessage::Ping {
+            nonce,
+            received: self.received,
+        }
+    }
+
     /// Feeds one message from the server.
     pub fn handle(&mut self, message: ServerMessage, now: Timestamp) {
+        if matches!(message, ServerMessage::Joined { .. }) && self.me.is_none() {
+            self.received = 0;
+        }
+        self.received += 1;
         let result = match message {
             ServerMessage::Joined {
                 participant,
@@ -321,6 +338,11 @@ impl Participant {
     /// The MLS epoch, once in the group.
     pub fn epoch(&self) -> Option<u64> {
         self.session.epoch()
+    }
+
+    /// The MLS group id, once in the group.
+    pub fn group_id(&self) -> Option<Vec<u8>> {
+        self.session.group_id()
     }
 
     /// The current security code, once in the group.

@@ -383,15 +383,7 @@ impl Client {
                 .replacen("https://", "wss://", 1)
                 .replacen("http://", "ws://", 1)
         );
-        let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&self.tls));
-        let (mut socket, _) =
-            tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
-                .await
-                .map_err(transport)?;
-        socket
-            .send(Message::Text(hello.encode().into()))
-            .await
-            .map_err(transport)?;
+        let socket = open_socket(&url, &self.tls, &hello).await?;
         let shared = Arc::new(Mutex::new(CallState {
             participant,
             closed: None,
@@ -402,8 +394,27 @@ impl Client {
             shared,
             commands,
             task,
+            url,
+            tls: Arc::clone(&self.tls),
         })
     }
+}
+
+async fn open_socket(
+    url: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    hello: &ClientMessage,
+) -> Result<Socket, ClientError> {
+    let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(tls));
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+            .await
+            .map_err(transport)?;
+    socket
+        .send(Message::Text(hello.encode().into()))
+        .await
+        .map_err(transport)?;
+    Ok(socket)
 }
 
 /// The wall clock, read at the driver's edge.
@@ -436,6 +447,8 @@ pub struct Call {
     shared: Arc<Mutex<CallState>>,
     commands: mpsc::Sender<Command>,
     task: tokio::task::JoinHandle<()>,
+    url: String,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Call {
@@ -467,6 +480,34 @@ impl Call {
     /// Drops the connection without leaving (as a crash or a network loss would).
     pub fn abort(self) {
         self.task.abort();
+    }
+
+    /// Drops the connection without leaving but keeps the participant, so that
+    /// [`Call::resume`] can take the seat back (as a network loss would).
+    pub fn drop_connection(&mut self) {
+        self.task.abort();
+    }
+
+    /// Reconnects and resumes the seat with the resume token from `joined`: the MLS state
+    /// is kept and the server replays what it sent meanwhile.
+    ///
+    /// # Errors
+    /// If there is no seat to resume or the connection fails; the server closes with 4002
+    /// when the grace period is over.
+    pub async fn resume(&mut self) -> Result<(), ClientError> {
+        self.task.abort();
+        let hello = self
+            .with(|s| s.participant.resume_hello())
+            .ok_or_else(|| ClientError::Unexpected("no seat to resume".into()))?;
+        let socket = open_socket(&self.url, &self.tls, &hello).await?;
+        {
+            let mut state = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            state.closed = None;
+        }
+        let (commands, rx) = mpsc::channel(64);
+        self.commands = commands;
+        self.task = tokio::spawn(run(socket, Arc::clone(&self.shared), rx));
+        Ok(())
     }
 
     /// Waits until `check` holds for the call's state, polling every 20 ms, for at most
@@ -529,7 +570,8 @@ async fn run(socket: Socket, shared: Arc<Mutex<CallState>>, mut commands: mpsc::
             }
             _ = heartbeat.tick() => {
                 nonce = nonce.wrapping_add(1);
-                vec![ClientMessage::Ping { nonce }]
+                let state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                vec![state.participant.ping(nonce)]
             }
         };
         for message in outgoing {

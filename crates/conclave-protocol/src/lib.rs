@@ -97,6 +97,10 @@ pub enum ClientMessage {
         /// [`ServerMessage::Joined`]. The seat, MLS leaf and roster entry are kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<String>,
+        /// When resuming: how many server messages of this seat the client received
+        /// (counting from `joined`, over all its connections); the server replays the rest.
+        #[serde(default)]
+        received: u64,
     },
     /// An MLS message for the group's delivery service: a commit (optionally with the
     /// Welcome it produced for joiners) or an application message (chat).
@@ -113,10 +117,14 @@ pub enum ClientMessage {
         /// A GroupInfo with the ratchet tree (`MLSMessage` encoding).
         group_info: Bytes,
     },
-    /// Heartbeat; answered with [`ServerMessage::Pong`].
+    /// Heartbeat; answered with [`ServerMessage::Pong`]. Also acknowledges messages, so
+    /// the server can forget what it keeps for resumption.
     Ping {
         /// Echoed back.
         nonce: u32,
+        /// How many server messages of this seat the client has received so far.
+        #[serde(default)]
+        received: u64,
     },
     /// Host: let a participant waiting in the lobby in.
     Admit {
@@ -460,10 +468,11 @@ mod tests {
             ticket: "t".into(),
             key_package: Bytes(vec![1, 2, 3]),
             resume: None,
+            received: 0,
         };
         assert_eq!(
             hello.encode(),
-            r#"{"type":"hello","version":1,"ticket":"t","key_package":"AQID"}"#
+            r#"{"type":"hello","version":1,"ticket":"t","key_package":"AQID","received":0}"#
         );
         assert_eq!(ClientMessage::decode(&hello.encode()), Ok(hello));
     }

@@ -403,3 +403,31 @@ async fn the_lobby_waits_for_the_host() {
         );
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_resumes_its_seat() {
+    let server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan", "max"]).await;
+    let olga = enter(&people[0], &meeting, &org).await;
+    let mut ivan = enter(&people[1], &meeting, &org).await;
+    let code = settled(&[&olga, &ivan], 2).await;
+    let seat = ivan.with(|s| s.participant.id());
+
+    // the network drops; while Ivan is away Olga writes and Max joins
+    ivan.drop_connection();
+    olga.chat("while you were away").await;
+    let max = enter(&people[2], &meeting, &org).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    ivan.resume().await.expect("resume");
+    let after = settled(&[&olga, &ivan, &max], 3).await;
+    assert_ne!(after, code);
+    ivan.with(|s| {
+        assert_eq!(s.participant.id(), seat, "the same seat");
+        assert!(s
+            .participant
+            .chat()
+            .iter()
+            .any(|c| c.text == "while you were away"));
+    });
+}

@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
+use conclave_client::Participant as Member;
 use conclave_client::{Mismatch, Participant};
-use conclave_e2ee::ExternalSender;
+use conclave_e2ee::{ExternalSender, GroupRef};
 use conclave_identity::{CredentialClaims, DeviceKey, OrganisationKey};
-use conclave_protocol::{ClientMessage, CloseCode, Network};
+use conclave_protocol::{Bytes, ClientMessage, CloseCode, Network, ServerMessage};
 use conclave_server::call::room::{Input, Output, Room, RoomConfig, Seat};
 use conclave_types::{DeviceId, DeviceTrust, ParticipantId, Timestamp, UserId};
 
@@ -289,16 +290,13 @@ fn silent_participant_times_out_and_is_removed() {
     // everyone but `quiet` pings every five seconds for a minute
     for _ in 0..12 {
         call.now = call.now.saturating_add(std::time::Duration::from_secs(5));
-        let ids: Vec<_> = call
+        let pings: Vec<_> = call
             .present()
-            .map(|p| p.id)
-            .filter(|id| *id != quiet)
+            .filter(|p| p.id != quiet)
+            .map(|p| (p.id, p.participant.ping(1)))
             .collect();
-        for id in ids {
-            call.room.handle(
-                Input::Message(id, ClientMessage::Ping { nonce: 1 }),
-                call.now,
-            );
+        for (id, ping) in pings {
+            call.room.handle(Input::Message(id, ping), call.now);
         }
         call.room.handle(Input::Tick, call.now);
         call.settle();
@@ -447,4 +445,152 @@ fn locking_closes_the_lobby() {
     assert_eq!(call.person(waiting).closed, Some(CloseCode::PolicyChanged));
     assert!(call.person(host).participant.locked());
     assert_eq!(call.room.poll_output(), None);
+}
+
+/// A participant the (compromised) server has an organisation credential for but never
+/// admitted through the policy.
+fn ghost() -> Member {
+    let n = 9u8;
+    let device_seed = [n.wrapping_add(100); 32];
+    let credential = org().issue_credential(CredentialClaims {
+        organisation: "Example".into(),
+        user_id: UserId::from_bytes([n; 16]),
+        user_name: "ghost".into(),
+        display_name: "Ghost".into(),
+        device_id: DeviceId::from_bytes([n; 16]),
+        device_key: DeviceKey::from_seed(&device_seed).public(),
+        trust: DeviceTrust::Managed,
+        issued_at: Timestamp::from_unix_millis(0),
+        expires_at: Timestamp::from_unix_millis(4_000_000_000_000),
+    });
+    Member::new(
+        credential,
+        device_seed,
+        org().public(),
+        server().info(),
+        NOW,
+    )
+    .unwrap()
+}
+
+fn key_package(member: &Member) -> Vec<u8> {
+    let ClientMessage::Hello { key_package, .. } = member.hello(String::new()) else {
+        unreachable!()
+    };
+    key_package.0
+}
+
+fn group_of(call: &Call) -> GroupRef {
+    let p = &call.present().next().unwrap().participant;
+    GroupRef {
+        group_id: p.group_id().unwrap(),
+        epoch: p.epoch().unwrap(),
+    }
+}
+
+/// The compromised server sends `message` straight to every present participant, outside
+/// the room (and its delivery service).
+fn inject(call: &mut Call, message: &ServerMessage) {
+    let now = call.now;
+    for p in call.people.iter_mut().filter(|p| p.closed.is_none()) {
+        p.participant.handle(message.clone(), now);
+    }
+}
+
+#[test]
+fn a_ghost_add_never_announced_is_refused_by_every_member() {
+    let mut call = Call::new();
+    call.enter(1, true);
+    call.enter(2, false);
+    call.enter(3, false);
+    let before = call.agreed_code();
+    let proposal = server()
+        .propose_add(&group_of(&call), &key_package(&ghost()))
+        .unwrap();
+    inject(
+        &mut call,
+        &ServerMessage::Mls {
+            message: Bytes(proposal),
+        },
+    );
+    inject(&mut call, &ServerMessage::CommitPending {});
+    for p in call.present() {
+        assert!(
+            !p.participant.refusals().is_empty(),
+            "every member refuses the ghost"
+        );
+    }
+    let members = call.present().next().unwrap().participant.members().len();
+    assert_eq!(members, 3);
+    let code = call
+        .present()
+        .next()
+        .unwrap()
+        .participant
+        .security_code()
+        .unwrap();
+    assert_eq!(code, before, "no epoch change for a refused Add");
+}
+
+#[test]
+fn an_announced_ghost_hidden_from_the_roster_is_flagged_and_changes_the_code() {
+    let mut call = Call::new();
+    call.enter(1, true);
+    call.enter(2, false);
+    call.enter(3, false);
+    let before = call.agreed_code();
+    let mut ghost = ghost();
+    let ghost_device = DeviceId::from_bytes([9; 16]);
+    let proposal = server()
+        .propose_add(&group_of(&call), &key_package(&ghost))
+        .unwrap();
+    inject(
+        &mut call,
+        &ServerMessage::Admitted {
+            device: ghost_device,
+        },
+    );
+    inject(
+        &mut call,
+        &ServerMessage::Mls {
+            message: Bytes(proposal),
+        },
+    );
+    // the server asks one member to commit and fans the commit out itself
+    let committer = call.people.iter_mut().find(|p| p.closed.is_none()).unwrap();
+    committer
+        .participant
+        .handle(ServerMessage::CommitPending {}, NOW);
+    let Some(ClientMessage::Mls { message, welcome }) = committer.participant.poll_transmit()
+    else {
+        panic!("the member commits the announced Add");
+    };
+    inject(&mut call, &ServerMessage::Mls { message });
+    ghost.handle(
+        ServerMessage::Mls {
+            message: welcome.expect("Welcome"),
+        },
+        NOW,
+    );
+
+    let code = call
+        .present()
+        .next()
+        .unwrap()
+        .participant
+        .security_code()
+        .unwrap();
+    assert_ne!(code, before, "the ghost changed the security code");
+    assert_eq!(ghost.security_code().as_deref(), Some(code.as_str()));
+    for p in call.present() {
+        assert_eq!(
+            p.participant.security_code().as_deref(),
+            Some(code.as_str())
+        );
+        assert_eq!(
+            p.participant.mismatches(),
+            vec![Mismatch::HiddenMember(ghost_device)],
+            "every member flags the member the roster does not show"
+        );
+    }
 }

@@ -60,6 +60,7 @@ async fn connection(state: AppState, client: ClientAddr, id: String, mut socket:
         ticket,
         key_package,
         resume,
+        received,
     }) = hello
     else {
         return close(
@@ -103,6 +104,7 @@ async fn connection(state: AppState, client: ClientAddr, id: String, mut socket:
         let asked = room
             .send(Command::Resume {
                 token,
+                received,
                 connection,
                 reply,
             })

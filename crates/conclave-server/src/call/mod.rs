@@ -71,6 +71,8 @@ pub enum Command {
     Resume {
         /// The token presented.
         token: String,
+        /// How many messages the client received on this seat.
+        received: u64,
         /// The new connection.
         connection: Connection,
         /// The answer.
@@ -247,11 +249,12 @@ async fn run(state: AppState, meeting: MeetingId, mut room: Room, mut rx: mpsc::
             }
             Command::Resume {
                 token,
+                received,
                 connection,
                 reply,
             } => {
                 resume_reply = Some((connection, reply));
-                room.handle(Input::Resume { token }, now());
+                room.handle(Input::Resume { token, received }, now());
             }
             Command::Message(from, message) => room.handle(Input::Message(from, message), now()),
             Command::Dropped(id, serial) => {

@@ -101,6 +101,8 @@ pub enum Input {
     Resume {
         /// The token the client presented.
         token: String,
+        /// How many messages of this seat the client has received (`hello.received`).
+        received: u64,
     },
     /// The participant's connection could not keep up (its queue overflowed): the seat is
     /// given up, since what it missed cannot be replayed.
@@ -168,8 +170,12 @@ struct Participant {
     last_seen: Timestamp,
     /// When the connection dropped (for the resume grace period).
     dropped_at: Option<Timestamp>,
-    /// Messages for it while it had no connection, replayed on resumption.
-    backlog: VecDeque<ServerMessage>,
+    /// Messages sent to this seat so far (whether or not a connection carried them).
+    sent: u64,
+    /// The last messages sent, not yet acknowledged (`ping.received`); replayed on
+    /// resumption from the count the client says it received, so nothing in flight on a
+    /// dying connection is lost.
+    unacknowledged: VecDeque<ServerMessage>,
 }
 
 /// The round in flight.
@@ -181,9 +187,9 @@ struct Round {
     deadline: Timestamp,
 }
 
-/// Messages kept for a participant without a connection; beyond this the seat is given up
-/// (it could not catch up with the group anyway).
-const MAX_BACKLOG: usize = 1_024;
+/// Unacknowledged messages kept per seat for resumption; a disconnected seat that falls
+/// further behind is given up (it could not catch up with the group anyway).
+const MAX_UNACKNOWLEDGED: usize = 1_024;
 
 /// One meeting's call.
 #[derive(Debug)]
@@ -264,7 +270,7 @@ impl Room {
                     p.dropped_at = Some(now);
                 }
             }
-            Input::Resume { token } => {
+            Input::Resume { token, received } => {
                 let found = self
                     .participants
                     .iter_mut()
@@ -279,12 +285,19 @@ impl Room {
                         ));
                     }
                     let p = self.find_mut(id).expect("found above");
+                    let held = u64::try_from(p.unacknowledged.len()).unwrap_or(u64::MAX);
+                    let first_held = p.sent.saturating_sub(held);
+                    if received > p.sent || received < first_held {
+                        // the client claims what it cannot have, or lost more than is kept
+                        return self.free(id, None, "could not resume: messages lost");
+                    }
                     p.connected = true;
                     p.dropped_at = None;
                     p.last_seen = now;
-                    let backlog: Vec<_> = p.backlog.drain(..).collect();
+                    let skip = usize::try_from(received - first_held).unwrap_or(usize::MAX);
+                    let replay: Vec<_> = p.unacknowledged.iter().skip(skip).cloned().collect();
                     self.outputs.push_back(Output::Resumed(id));
-                    for message in backlog {
+                    for message in replay {
                         self.outputs.push_back(Output::Send(id, message));
                     }
                 }
@@ -331,13 +344,37 @@ impl Room {
 
     fn send(&mut self, to: ParticipantId, message: ServerMessage) {
         let Some(p) = self.find_mut(to) else { return };
-        if p.connected {
+        p.sent += 1;
+        p.unacknowledged.push_back(message.clone());
+        let overflow = p.unacknowledged.len() > MAX_UNACKNOWLEDGED;
+        let connected = p.connected;
+        if connected {
             self.outputs.push_back(Output::Send(to, message));
-        } else if p.backlog.len() < MAX_BACKLOG {
-            p.backlog.push_back(message);
-        } else {
-            self.free(to, None, "too far behind while disconnected");
         }
+        if overflow {
+            if connected {
+                // it acknowledges with every heartbeat; this many unacknowledged messages
+                // means it stopped reading
+                if let Some(p) = self.find_mut(to) {
+                    p.unacknowledged.pop_front();
+                }
+            } else {
+                self.free(to, None, "too far behind while disconnected");
+            }
+        }
+    }
+
+    /// The client says it received `received` messages: forget those.
+    fn acknowledge(&mut self, from: ParticipantId, received: u64) {
+        let Some(p) = self.find_mut(from) else { return };
+        let held = u64::try_from(p.unacknowledged.len()).unwrap_or(u64::MAX);
+        let first_held = p.sent.saturating_sub(held);
+        let done = received.clamp(first_held, p.sent) - first_held;
+        p.unacknowledged.drain(
+            ..usize::try_from(done)
+                .unwrap_or(usize::MAX)
+                .min(p.unacknowledged.len()),
+        );
     }
 
     fn member_ids(&self) -> Vec<ParticipantId> {
@@ -409,7 +446,8 @@ impl Room {
             connected: true,
             last_seen: now,
             dropped_at: None,
-            backlog: VecDeque::new(),
+            sent: 0,
+            unacknowledged: VecDeque::new(),
         });
         self.send(
             id,
@@ -503,7 +541,10 @@ impl Room {
     fn message(&mut self, from: ParticipantId, message: ClientMessage, now: Timestamp) {
         match message {
             ClientMessage::Hello { .. } => self.violation(from, "a second hello"),
-            ClientMessage::Ping { nonce } => self.send(from, ServerMessage::Pong { nonce }),
+            ClientMessage::Ping { nonce, received } => {
+                self.acknowledge(from, received);
+                self.send(from, ServerMessage::Pong { nonce });
+            }
             ClientMessage::GroupCreated { group_info } => self.group_created(from, &group_info.0),
             ClientMessage::Mls { message, welcome } => self.mls(from, &message.0, welcome, now),
             ClientMessage::Leave {} => self.free(from, Some((CloseCode::Left, "you left")), "left"),
