@@ -141,7 +141,8 @@ pub enum ClientMessage {
         /// Who.
         participant: ParticipantId,
     },
-    /// Host: lock (nobody else may join, not even through the lobby) or unlock the call.
+    /// Host: lock or unlock the call. While it is locked, everyone who asks to join waits in
+    /// the lobby for a host (the policy engine reads the lock).
     Lock {
         /// The new state.
         locked: bool,

@@ -431,3 +431,73 @@ async fn a_dropped_connection_resumes_its_seat() {
             .any(|c| c.text == "while you were away"));
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_changes_reach_the_running_call() {
+    let server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan", "max", "dana"]).await;
+    let olga = enter(&people[0], &meeting, &org).await;
+    let ivan = enter(&people[1], &meeting, &org).await;
+    let max = enter(&people[2], &meeting, &org).await;
+    let before = settled(&[&olga, &ivan, &max], 3).await;
+
+    // an administrator revokes Max's device: he is removed and the keys rotate
+    let mut admin = server.client();
+    admin
+        .login(&server.v4, "admin", &server.admin_password)
+        .await;
+    let revoked = admin
+        .send(
+            "DELETE",
+            &format!("{}/api/devices/{}", server.v4, people[2].device.id),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 204);
+    assert!(max.wait_for(SETTLE, |s| s.closed.is_some()).await);
+    max.with(|s| {
+        assert_eq!(
+            s.closed.as_ref().map(|c| c.0),
+            Some(CloseCode::DeviceRevoked.code())
+        )
+    });
+    let after = settled(&[&olga, &ivan], 2).await;
+    assert_ne!(after, before);
+
+    // a host locks the call: the meeting is locked for the policy too, so Dana, invited
+    // and on a trusted network, now waits in the lobby, and the hosts are told
+    olga.send(ClientMessage::Lock { locked: true }).await;
+    assert!(ivan.wait_for(SETTLE, |s| s.participant.locked()).await);
+    let answer = people[3]
+        .client
+        .join(&meeting, &people[3].device)
+        .await
+        .expect("join");
+    let JoinAnswer::Lobby { ticket, reasons } = answer else {
+        panic!("a locked call admits nobody directly: {answer:?}");
+    };
+    assert!(reasons.iter().any(|r| r.contains("locked")), "{reasons:?}");
+    let dana = people[3]
+        .client
+        .connect(&meeting, &people[3].device, &org, ticket)
+        .await
+        .expect("connect");
+    assert!(
+        olga.wait_for(SETTLE, |s| s.participant.lobby().len() == 1)
+            .await
+    );
+    assert!(olga.with(|s| s.participant.alerts().iter().any(|a| a.kind == "lobby")));
+
+    // the max's old device tries again: refused, and the hosts hear about it
+    let refused = people[2].client.join(&meeting, &people[2].device).await;
+    assert!(
+        refused.is_err() || matches!(refused, Ok(JoinAnswer::Denied { .. })),
+        "{refused:?}"
+    );
+    let dana_seat = olga.with(|s| s.participant.lobby()[0].participant);
+    olga.send(ClientMessage::Admit {
+        participant: dana_seat,
+    })
+    .await;
+    settled(&[&olga, &ivan, &dana], 3).await;
+}

@@ -433,18 +433,37 @@ fn lobby_waits_for_a_host_who_admits_or_denies() {
 }
 
 #[test]
-fn locking_closes_the_lobby() {
+fn hosts_admit_from_the_lobby_of_a_locked_call() {
     let mut call = Call::new();
     let host = call.enter(1, true);
-    let waiting = call.enter_as(2, false, Some(vec!["lobby".into()]));
     call.room.handle(
         Input::Message(host, ClientMessage::Lock { locked: true }),
         call.now,
     );
     call.settle();
-    assert_eq!(call.person(waiting).closed, Some(CloseCode::PolicyChanged));
     assert!(call.person(host).participant.locked());
-    assert_eq!(call.room.poll_output(), None);
+    let waiting = call.enter_as(
+        2,
+        false,
+        Some(vec!["a host has locked this meeting".into()]),
+    );
+    assert_eq!(call.person(host).participant.lobby().len(), 1);
+    call.room.handle(
+        Input::Message(
+            host,
+            ClientMessage::Admit {
+                participant: waiting,
+            },
+        ),
+        call.now,
+    );
+    call.settle();
+    assert_eq!(call.person(waiting).participant.waiting(), None);
+    call.agreed_code();
+    assert_eq!(
+        call.present().next().unwrap().participant.members().len(),
+        2
+    );
 }
 
 /// A participant the (compromised) server has an organisation credential for but never

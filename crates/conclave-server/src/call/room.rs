@@ -461,13 +461,6 @@ impl Room {
             },
         );
         if let Some(reasons) = lobby {
-            if self.locked {
-                return self.free(
-                    id,
-                    Some((CloseCode::PolicyChanged, "the call is locked")),
-                    "lobby while locked",
-                );
-            }
             self.send(id, ServerMessage::Waiting { reasons });
             let name = self.find(id).map(|p| p.seat.display_name.clone());
             self.alert_hosts(now, "lobby", name, "is waiting in the lobby".into());
@@ -508,9 +501,6 @@ impl Room {
         }
         if !self.find(target).is_some_and(|p| p.phase == Phase::Lobby) {
             return self.refuse(host, "that participant is no longer waiting");
-        }
-        if admit && self.locked {
-            return self.refuse(host, "the call is locked; unlock it to admit");
         }
         let by = self.find(host).map(|p| p.seat.user_id);
         let name = self
@@ -583,22 +573,6 @@ impl Room {
                         outcome: "ok",
                         details: Vec::new(),
                     });
-                    if locked {
-                        let waiting: Vec<_> = self
-                            .participants
-                            .iter()
-                            .filter(|p| p.phase == Phase::Lobby)
-                            .map(|p| p.id)
-                            .collect();
-                        for id in waiting {
-                            self.free(
-                                id,
-                                Some((CloseCode::PolicyChanged, "the call was locked")),
-                                "lobby closed by a lock",
-                            );
-                        }
-                        self.lobby_changed();
-                    }
                     self.roster_changed();
                 }
             }
