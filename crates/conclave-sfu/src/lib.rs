@@ -1,0 +1,981 @@
+//! The routing core of Conclave's SFU: who gets which media, and when a sender is asked for a
+//! key frame. Built on [`str0m`], a sans-IO WebRTC implementation.
+//!
+//! # What it is
+//!
+//! One [`Sfu`] value holds every participant of every call on this server, each as its own
+//! [`str0m::Rtc`] (ICE-lite, DTLS-SRTP, one per participant). All of them share one
+//! UDP port: incoming datagrams are demultiplexed to the participant whose `Rtc` accepts them
+//! (`Rtc::accepts`: STUN by ICE username, everything else by the remote address ICE
+//! nominated), with a small address cache in front.
+//!
+//! Every incoming audio and video track of a participant is forwarded to every other
+//! participant of the same call on an outgoing `sendonly` m-line of its own. The SFU never
+//! interprets media payloads: every frame is SFrame-encrypted end to end by the participants
+//! (`conclave-frame`), and the SFU only reassembles and re-packetizes it with `str0m`, which
+//! reads the RTP header, header extensions and the codec's payload descriptor (the VP8 payload
+//! descriptor and the clear frame-header prefix SFrame leaves for exactly this purpose).
+//!
+//! # Signalling
+//!
+//! The participant offers first: [`Sfu::add_participant`] takes its SDP offer (its own
+//! `sendonly` or `sendrecv` audio and video) and returns the answer. Tracks of the other
+//! participants are added later by the SFU, which then offers: [`SfuEvent::Offer`] carries the
+//! SDP to relay over signalling, and the participant's answer comes back through
+//! [`Sfu::handle_answer`]. At most one SFU offer per participant is outstanding; later changes
+//! wait for its answer. A new offer from the participant ([`Sfu::handle_offer`]) wins over
+//! an outstanding SFU offer, which is then made again.
+//!
+//! # Key frames
+//!
+//! A receiver can only decode from a key frame, and after an MLS key rotation only frames under
+//! the new key can be opened. So the SFU asks the sender (RTCP PLI) whenever a new receiver
+//! starts receiving one of its video tracks, forwards a receiver's own PLI/FIR to the sender
+//! (throttled), asks when the incoming stream has a gap, and [`Sfu::request_keyframes`] lets the
+//! server ask every sender of a call after each MLS epoch change.
+//!
+//! # Run loop
+//!
+//! Sans-IO like `str0m` itself: no sockets, no tasks, no clock reads. The driver feeds input
+//! ([`Sfu::handle_receive`], [`Sfu::handle_timeout`], signalling calls) and then drains
+//! [`Sfu::poll_output`] until it returns [`Output::Timeout`], the instant at which it wants
+//! [`Sfu::handle_timeout`] called next.
+//!
+//! ```no_run
+//! # use std::net::SocketAddr;
+//! # use std::time::Instant;
+//! # use conclave_sfu::{Output, Sfu};
+//! # fn recv() -> (SocketAddr, Vec<u8>) { unimplemented!() }
+//! # fn send(_: SocketAddr, _: &[u8]) {}
+//! let local: SocketAddr = "192.0.2.1:3478".parse()?;
+//! let mut sfu = Sfu::new(local, Instant::now());
+//! loop {
+//!     let deadline = loop {
+//!         match sfu.poll_output() {
+//!             Output::Transmit(t) => send(t.destination, &t.contents),
+//!             Output::Event(event) => { /* relay offers, note connections */ let _ = event; }
+//!             Output::Timeout(at) => break at,
+//!         }
+//!     };
+//!     // wait for a datagram or `deadline`, whichever comes first (tokio::select! in the server)
+//!     let (source, bytes) = recv();
+//!     let _ = sfu.handle_receive(Instant::now(), source, local, &bytes); // errors are counted
+//!     sfu.handle_timeout(Instant::now());
+//! #   let _ = deadline;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Limits of this first version
+//!
+//! - Media goes through `str0m`'s frame mode (depacketize, then packetize again for each
+//!   receiver), which gives NACK/RTX, sequence numbers and codec matching per receiver for
+//!   free. Forwarding raw RTP (`str0m`'s RTP mode) would be cheaper and closer to "headers
+//!   only"; the load goal (within 2× of a bare relay) may need it.
+//! - Simulcast is not forwarded (layered streams are dropped and counted); no layer choice
+//!   from bandwidth estimation (TWCC/REMB) yet.
+//! - The audio level header extension is passed through to receivers, but there is no active
+//!   speaker detection.
+//! - A gap that retransmission does not fill holds a receiver's video back for `str0m`'s
+//!   video reordering timeout (2 s).
+//!
+//! # Errors
+//!
+//! Bytes from the network never panic and never fail a call: they are dropped and counted
+//! ([`ReceiveError`], [`SfuStats`]). Signalling mistakes are [`SfuError`]s, which separate a bad
+//! SDP from the peer ([`SfuError::BadSdp`]) from misuse by the caller (an unknown participant,
+//! an answer nobody asked for).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::CryptoProvider;
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
+
+/// How long the SFU waits between two key frame requests it forwards to one sender's track on
+/// behalf of receivers or loss. Requests the SFU makes for its own reasons (a new receiver, a
+/// key rotation) are never held back.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The timeout [`Sfu::poll_output`] gives when no participant waits on time.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A call (one meeting's media session). The server picks the value; the SFU only compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallId(pub u64);
+
+/// One participant's media connection, unique across the whole server. The server picks the
+/// value (a seat number, say); the SFU only compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ParticipantId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "call-{}", self.0)
+    }
+}
+
+impl fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "participant-{}", self.0)
+    }
+}
+
+/// What [`Sfu::poll_output`] returns.
+#[derive(Debug)]
+pub enum Output {
+    /// A datagram to send from the SFU's socket.
+    Transmit(Transmit),
+    /// Nothing more to do until this instant (or until new input): call
+    /// [`Sfu::handle_timeout`] then.
+    Timeout(Instant),
+    /// Something the server should know or relay.
+    Event(SfuEvent),
+}
+
+/// One UDP datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The SFU's own address (the socket to send from).
+    pub source: SocketAddr,
+    /// The participant's address.
+    pub destination: SocketAddr,
+    /// The datagram.
+    pub contents: Vec<u8>,
+}
+
+/// Events for the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SfuEvent {
+    /// ICE and DTLS are up: media flows between this participant and the SFU.
+    Connected {
+        /// The participant's call.
+        call: CallId,
+        /// The participant.
+        participant: ParticipantId,
+    },
+    /// The participant's connection is gone (ICE timed out, DTLS failed or closed). The SFU
+    /// stops serving it; the server decides about the seat and calls
+    /// [`Sfu::remove_participant`].
+    Disconnected {
+        /// The participant's call.
+        call: CallId,
+        /// The participant.
+        participant: ParticipantId,
+    },
+    /// The SFU changed this participant's media (tracks of others added or removed): relay
+    /// this SDP offer to it and pass its answer to [`Sfu::handle_answer`].
+    Offer {
+        /// The participant's call.
+        call: CallId,
+        /// Who must answer.
+        participant: ParticipantId,
+        /// The SDP offer.
+        sdp: String,
+    },
+    /// The SFU asked a sender for a key frame (RTCP PLI or FIR); for metrics and tests.
+    KeyframeRequested {
+        /// The sender's call.
+        call: CallId,
+        /// The sender.
+        participant: ParticipantId,
+        /// Why.
+        reason: KeyframeReason,
+    },
+}
+
+/// Why the SFU asked a sender for a key frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyframeReason {
+    /// A new receiver started receiving the track.
+    NewReceiver,
+    /// The server asked ([`Sfu::request_keyframes`]), e.g. after an MLS key rotation.
+    Requested,
+    /// A receiver asked (its PLI or FIR, forwarded).
+    Receiver,
+    /// The incoming stream had a gap the SFU could not repair.
+    Loss,
+}
+
+/// Mistakes in signalling calls: a bad SDP from the peer, or misuse by the caller.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SfuError {
+    /// The SDP from the participant cannot be parsed or negotiated (hostile or broken peer).
+    #[error("bad SDP from the participant: {0}")]
+    BadSdp(String),
+    /// No participant with this id (caller misuse, or it was removed).
+    #[error("unknown participant {0}")]
+    UnknownParticipant(ParticipantId),
+    /// A participant with this id exists already (caller misuse).
+    #[error("participant {0} exists already")]
+    DuplicateParticipant(ParticipantId),
+    /// An answer arrived but the SFU has no offer outstanding for this participant.
+    #[error("no offer is outstanding for participant {0}")]
+    NoOfferOutstanding(ParticipantId),
+    /// The local address cannot be used as an ICE host candidate (caller misuse).
+    #[error("the SFU's local address cannot be used as an ICE candidate: {0}")]
+    BadLocalAddress(String),
+}
+
+/// Why a datagram was dropped. Each is also counted in [`SfuStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiveError {
+    /// Not STUN, DTLS, RTP or RTCP.
+    #[error("malformed datagram")]
+    Malformed,
+    /// Well formed, but no participant accepts it (unknown ICE username or address).
+    #[error("no participant accepts the datagram")]
+    Unroutable,
+    /// The participant's WebRTC stack refused it.
+    #[error("the participant's connection refused the datagram")]
+    Refused,
+}
+
+/// Counters, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SfuStats {
+    /// Datagrams that were not STUN, DTLS, RTP or RTCP.
+    pub malformed: u64,
+    /// Datagrams no participant accepted.
+    pub unroutable: u64,
+    /// Datagrams a participant's WebRTC stack refused, and its other errors.
+    pub rtc_errors: u64,
+    /// Frames written to a receiver.
+    pub frames_forwarded: u64,
+    /// Frames a receiver could not take (no matching codec, write refused).
+    pub frames_dropped: u64,
+    /// Key frame requests sent to senders.
+    pub keyframe_requests: u64,
+}
+
+/// An incoming track of a participant.
+#[derive(Debug)]
+struct TrackIn {
+    mid: Mid,
+    kind: MediaKind,
+    /// When the SFU last asked for a key frame on behalf of receivers or loss.
+    last_keyframe_request: Option<Instant>,
+}
+
+/// Where an outgoing m-line is in its negotiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrackOutState {
+    /// Wanted; not offered yet.
+    ToOpen,
+    /// Offered with this mid; waiting for the answer.
+    Negotiating(Mid),
+    /// Negotiated: media goes out on this mid.
+    Open(Mid),
+    /// The source is gone; the m-line must be stopped.
+    ToStop(Mid),
+    /// Stop offered; waiting for the answer.
+    NegotiatingStop(Mid),
+}
+
+/// An outgoing track: another participant's incoming track, forwarded to this one.
+#[derive(Debug)]
+struct TrackOut {
+    origin: ParticipantId,
+    origin_mid: Mid,
+    kind: MediaKind,
+    state: TrackOutState,
+    /// A key frame must be requested from the origin once this receiver is connected.
+    keyframe_wanted: bool,
+}
+
+impl TrackOut {
+    fn mid(&self) -> Option<Mid> {
+        match self.state {
+            TrackOutState::ToOpen => None,
+            TrackOutState::Negotiating(m)
+            | TrackOutState::Open(m)
+            | TrackOutState::ToStop(m)
+            | TrackOutState::NegotiatingStop(m) => Some(m),
+        }
+    }
+}
+
+/// One participant: its `Rtc` and its track mapping.
+struct Participant {
+    call: CallId,
+    rtc: Rtc,
+    tracks_in: Vec<TrackIn>,
+    tracks_out: Vec<TrackOut>,
+    pending: Option<SdpPendingOffer>,
+    connected: bool,
+    /// Gone for good: not polled, fed nor forwarded to any more.
+    dead: bool,
+    /// When its `Rtc` next wants a timeout.
+    deadline: Option<Instant>,
+}
+
+/// The SFU's routing core for every call on this server. See the crate documentation.
+pub struct Sfu {
+    local_addr: SocketAddr,
+    crypto: Arc<CryptoProvider>,
+    participants: BTreeMap<ParticipantId, Participant>,
+    /// Participants whose `Rtc` may have output.
+    dirty: BTreeSet<ParticipantId>,
+    /// The participant each remote address last belonged to.
+    by_address: HashMap<SocketAddr, ParticipantId>,
+    outputs: VecDeque<Output>,
+    /// The latest `now` the driver gave.
+    now: Instant,
+    stats: SfuStats,
+}
+
+impl fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sfu")
+            .field("local_addr", &self.local_addr)
+            .field("participants", &self.participants.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sfu {
+    /// An SFU whose UDP socket is bound to `local_addr`; that address is the single ICE host
+    /// candidate in every answer and offer, so it must be reachable by participants. `now` is
+    /// the driver's clock at start: the core never reads a clock itself.
+    pub fn new(local_addr: SocketAddr, now: Instant) -> Sfu {
+        Sfu {
+            local_addr,
+            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            participants: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            by_address: HashMap::new(),
+            outputs: VecDeque::new(),
+            now,
+            stats: SfuStats::default(),
+        }
+    }
+
+    /// The address given to [`Sfu::new`].
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> SfuStats {
+        self.stats
+    }
+
+    /// How many participants (of all calls) the SFU holds.
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// Adds `participant` to `call` with its SDP `offer` and returns the SDP answer. The
+    /// participant's tracks are forwarded to the call's other participants, and theirs to it
+    /// (the SFU will emit [`SfuEvent::Offer`]s for that).
+    pub fn add_participant(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        participant: ParticipantId,
+        offer: &str,
+    ) -> Result<String, SfuError> {
+        self.advance(now);
+        if self.participants.contains_key(&participant) {
+            return Err(SfuError::DuplicateParticipant(participant));
+        }
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(Arc::clone(&self.crypto))
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_vp9(true)
+            .enable_h264(true)
+            .enable_av1(true)
+            .build(now);
+        let candidate = Candidate::host(self.local_addr, Protocol::Udp)
+            .map_err(|e| SfuError::BadLocalAddress(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+
+        // Everything the call's others already send is forwarded to the newcomer.
+        let mut tracks_out = Vec::new();
+        for (id, other) in &self.participants {
+            if other.call != call || other.dead {
+                continue;
+            }
+            for track in &other.tracks_in {
+                tracks_out.push(TrackOut {
+                    origin: *id,
+                    origin_mid: track.mid,
+                    kind: track.kind,
+                    state: TrackOutState::ToOpen,
+                    keyframe_wanted: false,
+                });
+            }
+        }
+
+        self.participants.insert(
+            participant,
+            Participant {
+                call,
+                rtc,
+                tracks_in: Vec::new(),
+                tracks_out,
+                pending: None,
+                connected: false,
+                dead: false,
+                deadline: None,
+            },
+        );
+        self.dirty.insert(participant);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Removes a participant: its tracks stop being forwarded (the others get offers that stop
+    /// the m-lines) and its datagrams are no longer accepted.
+    pub fn remove_participant(&mut self, participant: ParticipantId) -> Result<(), SfuError> {
+        let Some(mut gone) = self.participants.remove(&participant) else {
+            return Err(SfuError::UnknownParticipant(participant));
+        };
+        gone.rtc.disconnect();
+        self.dirty.remove(&participant);
+        self.by_address.retain(|_, p| *p != participant);
+        for (id, other) in &mut self.participants {
+            if other.call != gone.call {
+                continue;
+            }
+            let before = other.tracks_out.len();
+            // Never offered: forget it. Offered or open: stopped by the next negotiation.
+            other
+                .tracks_out
+                .retain(|t| !(t.origin == participant && t.state == TrackOutState::ToOpen));
+            if before != other.tracks_out.len()
+                || other.tracks_out.iter().any(|t| t.origin == participant)
+            {
+                self.dirty.insert(*id);
+            }
+        }
+        Ok(())
+    }
+
+    /// A new SDP offer from the participant (it added or removed its own tracks). Returns the
+    /// answer. An SFU offer still outstanding is withdrawn and made again later.
+    pub fn handle_offer(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        offer: &str,
+    ) -> Result<String, SfuError> {
+        self.advance(now);
+        let p = self
+            .participants
+            .get_mut(&participant)
+            .ok_or(SfuError::UnknownParticipant(participant))?;
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = p
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        if p.pending.take().is_some() {
+            for track in &mut p.tracks_out {
+                track.state = match track.state {
+                    TrackOutState::Negotiating(_) => TrackOutState::ToOpen,
+                    TrackOutState::NegotiatingStop(m) => TrackOutState::ToStop(m),
+                    other => other,
+                };
+            }
+        }
+        self.dirty.insert(participant);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// The participant's answer to the SFU's last [`SfuEvent::Offer`].
+    pub fn handle_answer(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        answer: &str,
+    ) -> Result<(), SfuError> {
+        self.advance(now);
+        let p = self
+            .participants
+            .get_mut(&participant)
+            .ok_or(SfuError::UnknownParticipant(participant))?;
+        let answer =
+            SdpAnswer::from_sdp_string(answer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let pending = p
+            .pending
+            .take()
+            .ok_or(SfuError::NoOfferOutstanding(participant))?;
+        let result = p.rtc.sdp_api().accept_answer(pending, answer);
+        if let Err(e) = result {
+            // The offer is spent either way: make it again.
+            for track in &mut p.tracks_out {
+                track.state = match track.state {
+                    TrackOutState::Negotiating(_) => TrackOutState::ToOpen,
+                    TrackOutState::NegotiatingStop(m) => TrackOutState::ToStop(m),
+                    other => other,
+                };
+            }
+            self.dirty.insert(participant);
+            return Err(SfuError::BadSdp(e.to_string()));
+        }
+        for track in &mut p.tracks_out {
+            if let TrackOutState::Negotiating(m) = track.state {
+                track.state = TrackOutState::Open(m);
+                track.keyframe_wanted = track.kind == MediaKind::Video;
+            }
+        }
+        p.tracks_out
+            .retain(|t| !matches!(t.state, TrackOutState::NegotiatingStop(_)));
+        self.dirty.insert(participant);
+        Ok(())
+    }
+
+    /// Asks every video sender of `call` for a key frame (RTCP PLI), at once. Call it after
+    /// every MLS epoch change, so receivers get a frame under the new keys without waiting for
+    /// the next periodic key frame.
+    pub fn request_keyframes(&mut self, call: CallId) {
+        let senders: Vec<(ParticipantId, Mid)> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.call == call && !p.dead)
+            .flat_map(|(id, p)| {
+                p.tracks_in
+                    .iter()
+                    .filter(|t| t.kind == MediaKind::Video)
+                    .map(move |t| (*id, t.mid))
+            })
+            .collect();
+        for (id, mid) in senders {
+            self.request_keyframe(id, mid, KeyframeRequestKind::Pli, KeyframeReason::Requested);
+        }
+    }
+
+    /// A datagram arrived on the SFU's socket from `source` (to `destination`, the socket's
+    /// address). Never panics; a dropped datagram is counted and its reason returned.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) -> Result<(), ReceiveError> {
+        self.advance(now);
+        let Ok(contents) = contents.try_into() else {
+            self.stats.malformed += 1;
+            return Err(ReceiveError::Malformed);
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+
+        let cached = self.by_address.get(&source).copied().filter(|id| {
+            self.participants
+                .get(id)
+                .is_some_and(|p| !p.dead && p.rtc.accepts(&input))
+        });
+        let owner = cached.or_else(|| {
+            self.participants
+                .iter()
+                .find(|(_, p)| !p.dead && p.rtc.accepts(&input))
+                .map(|(id, _)| *id)
+        });
+        let Some(id) = owner else {
+            self.stats.unroutable += 1;
+            return Err(ReceiveError::Unroutable);
+        };
+        if cached.is_none() {
+            self.by_address.insert(source, id);
+        }
+        self.dirty.insert(id);
+        let Some(p) = self.participants.get_mut(&id) else {
+            return Err(ReceiveError::Unroutable);
+        };
+        match p.rtc.handle_input(input) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!(participant = %id, error = %e, "datagram refused");
+                self.stats.rtc_errors += 1;
+                Err(ReceiveError::Refused)
+            }
+        }
+    }
+
+    /// Time passed: call it at (or after) the instant of the last [`Output::Timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let mut errors = 0;
+        for (id, p) in &mut self.participants {
+            if p.dead || p.deadline.is_some_and(|d| d > now) {
+                continue;
+            }
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(participant = %id, error = %e, "timeout refused");
+                errors += 1;
+            }
+            self.dirty.insert(*id);
+        }
+        self.stats.rtc_errors += errors;
+    }
+
+    /// The next output. Drain it until [`Output::Timeout`] after every input.
+    pub fn poll_output(&mut self) -> Output {
+        loop {
+            if let Some(output) = self.outputs.pop_front() {
+                return output;
+            }
+            if self.dirty.is_empty() {
+                return Output::Timeout(self.next_deadline());
+            }
+            self.poll_dirty();
+        }
+    }
+
+    /// Records the driver's latest `now`.
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// The earliest instant any participant's `Rtc` wants a timeout.
+    fn next_deadline(&self) -> Instant {
+        self.participants
+            .values()
+            .filter(|p| !p.dead)
+            .filter_map(|p| p.deadline)
+            .min()
+            .unwrap_or(self.now + IDLE_TIMEOUT)
+    }
+
+    /// Polls every dirty participant's `Rtc` until it has nothing more, then acts on what they
+    /// said (which may dirty others).
+    fn poll_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut events = Vec::new();
+        for id in dirty {
+            let Some(p) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            if p.dead {
+                continue;
+            }
+            self.negotiate_if_needed(id);
+            self.request_wanted_keyframes(id);
+            let Some(p) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            loop {
+                match p.rtc.poll_output() {
+                    Ok(str0m::Output::Timeout(at)) => {
+                        p.deadline = Some(at);
+                        break;
+                    }
+                    Ok(str0m::Output::Transmit(t)) => {
+                        self.outputs.push_back(Output::Transmit(Transmit {
+                            source: t.source,
+                            destination: t.destination,
+                            contents: t.contents.into(),
+                        }));
+                    }
+                    Ok(str0m::Output::Event(event)) => events.push((id, event)),
+                    Err(e) => {
+                        tracing::debug!(participant = %id, error = %e, "connection failed");
+                        self.stats.rtc_errors += 1;
+                        p.rtc.disconnect();
+                        break;
+                    }
+                }
+            }
+            if !p.rtc.is_alive() && !p.dead {
+                p.dead = true;
+                p.deadline = None;
+                let call = p.call;
+                self.outputs
+                    .push_back(Output::Event(SfuEvent::Disconnected {
+                        call,
+                        participant: id,
+                    }));
+            }
+        }
+        for (id, event) in events {
+            self.handle_event(id, event);
+        }
+    }
+
+    fn handle_event(&mut self, id: ParticipantId, event: Event) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let call = p.call;
+        match event {
+            Event::Connected => {
+                p.connected = true;
+                self.dirty.insert(id);
+                self.outputs.push_back(Output::Event(SfuEvent::Connected {
+                    call,
+                    participant: id,
+                }));
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                // ICE-lite cannot restart on its own; the participant reconnects through
+                // signalling with a new offer.
+                p.rtc.disconnect();
+                self.dirty.insert(id);
+            }
+            Event::MediaAdded(added) => {
+                let ours = p.tracks_out.iter().any(|t| t.mid() == Some(added.mid));
+                let incoming = matches!(added.direction, Direction::RecvOnly | Direction::SendRecv);
+                if ours || !incoming || p.tracks_in.iter().any(|t| t.mid == added.mid) {
+                    return;
+                }
+                p.tracks_in.push(TrackIn {
+                    mid: added.mid,
+                    kind: added.kind,
+                    last_keyframe_request: None,
+                });
+                for (other_id, other) in &mut self.participants {
+                    if *other_id == id || other.call != call || other.dead {
+                        continue;
+                    }
+                    other.tracks_out.push(TrackOut {
+                        origin: id,
+                        origin_mid: added.mid,
+                        kind: added.kind,
+                        state: TrackOutState::ToOpen,
+                        keyframe_wanted: false,
+                    });
+                    self.dirty.insert(*other_id);
+                }
+            }
+            Event::MediaData(data) => self.forward(id, data),
+            Event::KeyframeRequest(request) => {
+                let Some(track) = p
+                    .tracks_out
+                    .iter()
+                    .find(|t| t.state == TrackOutState::Open(request.mid))
+                else {
+                    return;
+                };
+                let (origin, origin_mid) = (track.origin, track.origin_mid);
+                if self.throttled(origin, origin_mid) {
+                    return;
+                }
+                self.request_keyframe(origin, origin_mid, request.kind, KeyframeReason::Receiver);
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes one incoming frame of `origin` to every other participant of its call that has
+    /// the track open.
+    fn forward(&mut self, origin: ParticipantId, data: MediaData) {
+        let Some(sender) = self.participants.get(&origin) else {
+            return;
+        };
+        let call = sender.call;
+        if data.rid.is_some() {
+            // Simulcast layers are not chosen yet: only unlayered streams are forwarded.
+            self.stats.frames_dropped += 1;
+            return;
+        }
+        if !data.contiguous && !self.throttled(origin, data.mid) {
+            self.request_keyframe(
+                origin,
+                data.mid,
+                KeyframeRequestKind::Pli,
+                KeyframeReason::Loss,
+            );
+        }
+        for (id, p) in &mut self.participants {
+            if *id == origin || p.call != call || p.dead || !p.connected {
+                continue;
+            }
+            let Some(mid) = p.tracks_out.iter().find_map(|t| match t.state {
+                TrackOutState::Open(m) if t.origin == origin && t.origin_mid == data.mid => Some(m),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let Some(writer) = p.rtc.writer(mid) else {
+                self.stats.frames_dropped += 1;
+                continue;
+            };
+            let Some(pt) = writer.match_params(data.params) else {
+                self.stats.frames_dropped += 1;
+                continue;
+            };
+            let writer = match (data.ext_vals.audio_level, data.ext_vals.voice_activity) {
+                (Some(level), vad) => writer.audio_level(level, vad.unwrap_or(false)),
+                (None, _) => writer,
+            };
+            match writer.write(pt, data.network_time, data.time, Arc::clone(&data.data)) {
+                Ok(()) => self.stats.frames_forwarded += 1,
+                Err(e) => {
+                    tracing::debug!(participant = %id, error = %e, "frame not written");
+                    self.stats.frames_dropped += 1;
+                }
+            }
+            self.dirty.insert(*id);
+        }
+    }
+
+    /// Whether a receiver- or loss-driven key frame request for this track must wait; if not,
+    /// the request is noted as made now.
+    fn throttled(&mut self, origin: ParticipantId, mid: Mid) -> bool {
+        let now = self.now;
+        let Some(track) = self
+            .participants
+            .get_mut(&origin)
+            .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == mid))
+        else {
+            return true;
+        };
+        if track
+            .last_keyframe_request
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return true;
+        }
+        track.last_keyframe_request = Some(now);
+        false
+    }
+
+    /// Asks `origin` for a key frame on its incoming track `mid`.
+    fn request_keyframe(
+        &mut self,
+        origin: ParticipantId,
+        mid: Mid,
+        kind: KeyframeRequestKind,
+        reason: KeyframeReason,
+    ) {
+        let Some(p) = self.participants.get_mut(&origin) else {
+            return;
+        };
+        if p.dead {
+            return;
+        }
+        let Some(mut writer) = p.rtc.writer(mid) else {
+            return;
+        };
+        // Fails while nothing has arrived on the track yet; its first frame is a key frame.
+        if writer.request_keyframe(None, kind).is_err() {
+            return;
+        }
+        self.stats.keyframe_requests += 1;
+        self.dirty.insert(origin);
+        self.outputs
+            .push_back(Output::Event(SfuEvent::KeyframeRequested {
+                call: p.call,
+                participant: origin,
+                reason,
+            }));
+    }
+
+    /// For a connected receiver, asks the origins of newly opened video tracks for key frames.
+    fn request_wanted_keyframes(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if !p.connected {
+            return;
+        }
+        let wanted: Vec<(ParticipantId, Mid)> = p
+            .tracks_out
+            .iter_mut()
+            .filter(|t| t.keyframe_wanted)
+            .map(|t| {
+                t.keyframe_wanted = false;
+                (t.origin, t.origin_mid)
+            })
+            .collect();
+        for (origin, mid) in wanted {
+            self.request_keyframe(
+                origin,
+                mid,
+                KeyframeRequestKind::Pli,
+                KeyframeReason::NewReceiver,
+            );
+        }
+    }
+
+    /// Offers the participant its pending track changes, unless an offer is outstanding.
+    fn negotiate_if_needed(&mut self, id: ParticipantId) {
+        // Open m-lines whose source is gone are stopped.
+        let live: BTreeSet<(ParticipantId, Mid)> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| !p.dead)
+            .flat_map(|(pid, p)| p.tracks_in.iter().map(move |t| (*pid, t.mid)))
+            .collect();
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.pending.is_some() {
+            return;
+        }
+        for track in &mut p.tracks_out {
+            if let TrackOutState::Open(m) = track.state {
+                if !live.contains(&(track.origin, track.origin_mid)) {
+                    track.state = TrackOutState::ToStop(m);
+                }
+            }
+        }
+        p.tracks_out.retain(|t| {
+            t.state != TrackOutState::ToOpen || live.contains(&(t.origin, t.origin_mid))
+        });
+        let mut change = p.rtc.sdp_api();
+        for track in &mut p.tracks_out {
+            match track.state {
+                TrackOutState::ToOpen => {
+                    let stream = track.origin.0.to_string();
+                    let mid =
+                        change.add_media(track.kind, Direction::SendOnly, Some(stream), None, None);
+                    track.state = TrackOutState::Negotiating(mid);
+                }
+                TrackOutState::ToStop(m) => {
+                    change.stop_media(m);
+                    track.state = TrackOutState::NegotiatingStop(m);
+                }
+                _ => {}
+            }
+        }
+        if !change.has_changes() {
+            return;
+        }
+        let Some((offer, pending)) = change.apply() else {
+            return;
+        };
+        p.pending = Some(pending);
+        let call = p.call;
+        self.outputs.push_back(Output::Event(SfuEvent::Offer {
+            call,
+            participant: id,
+            sdp: offer.to_sdp_string(),
+        }));
+    }
+}
