@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+pub mod media;
 pub mod net;
 
 use std::collections::{BTreeMap, VecDeque};

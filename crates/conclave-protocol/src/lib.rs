@@ -126,6 +126,18 @@ pub enum ClientMessage {
         #[serde(default)]
         received: u64,
     },
+    /// The participant's WebRTC offer (SDP) for its media with the server's SFU: initially
+    /// its own audio and video to send; again whenever it changes them. Answered with
+    /// [`ServerMessage::MediaAnswer`]. Only after the participant is in the MLS group.
+    MediaOffer {
+        /// The SDP offer.
+        sdp: String,
+    },
+    /// The participant's answer to a [`ServerMessage::MediaOffer`].
+    MediaAnswer {
+        /// The SDP answer.
+        sdp: String,
+    },
     /// Host: let a participant waiting in the lobby in.
     Admit {
         /// The lobby entry.
@@ -288,6 +300,17 @@ pub enum ServerMessage {
     CommitRejected {
         /// The group's epoch now.
         epoch: u64,
+    },
+    /// The SFU's answer to [`ClientMessage::MediaOffer`].
+    MediaAnswer {
+        /// The SDP answer.
+        sdp: String,
+    },
+    /// The SFU offers a change of the participant's media (other participants' tracks to
+    /// receive); answer with [`ClientMessage::MediaAnswer`].
+    MediaOffer {
+        /// The SDP offer.
+        sdp: String,
     },
     /// The lobby (hosts only), sent on every change.
     Lobby {

@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Listening sockets, public URL, proxies, request limits.
     pub server: ServerConfig,
+    /// The SFU's UDP socket.
+    pub media: MediaConfig,
     /// Where data lives.
     pub storage: StorageConfig,
     /// Certificate and key.
@@ -56,6 +58,23 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+}
+
+/// `[media]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The one UDP address all calls' media uses (ICE-lite: it is also the only candidate
+    /// participants are given, so it must be a concrete address they can reach).
+    pub listen: SocketAddr,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3478)),
+        }
+    }
 }
 
 /// `[storage]`
@@ -142,6 +161,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             server: ServerConfig::default(),
+            media: MediaConfig::default(),
             storage: StorageConfig::default(),
             tls: TlsConfig::default(),
             organisation: OrganisationConfig::default(),

@@ -23,6 +23,7 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
+pub mod media;
 pub mod password;
 pub mod presence;
 pub mod serve;

@@ -23,6 +23,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::clone(&data.key),
     )?;
     let router = app(state.clone());
+    anyhow::ensure!(
+        !config.media.listen.ip().is_unspecified(),
+        "media.listen must be an address participants can reach, not {}",
+        config.media.listen
+    );
+    let (media, media_task) = crate::media::Media::bind(config.media.listen)
+        .await
+        .with_context(|| format!("binding the media socket {}", config.media.listen))?;
+    // Tests and scripts read this line to learn the port chosen for port 0.
+    println!("media on udp://{}", media.local_addr());
+    let _ = state.media.set(media);
+    let sfu = tokio::spawn(media_task.run(state.clone()));
 
     let handle = axum_server::Handle::new();
     let mut servers = Vec::new();
@@ -71,6 +83,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = server.await;
     }
     periodic.abort();
+    sfu.abort();
 
     let t = now();
     state.audit.flush_refusals(t).await?;

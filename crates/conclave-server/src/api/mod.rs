@@ -66,6 +66,8 @@ pub struct Inner {
     pub presence: Presence,
     /// The running calls and pending admissions.
     pub calls: crate::call::Calls,
+    /// The SFU, once `serve` has bound its UDP socket (absent in router tests).
+    pub media: std::sync::OnceLock<crate::media::Media>,
     login_by_name: Backoff<String>,
     login_by_client: Backoff<IpAddr>,
     lookups_by_client: RateLimit<IpAddr>,
@@ -111,6 +113,7 @@ impl AppState {
             org,
             presence: Presence::default(),
             calls,
+            media: std::sync::OnceLock::new(),
         })))
     }
 }

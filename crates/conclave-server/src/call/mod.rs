@@ -86,6 +86,8 @@ pub enum Command {
     DeviceRevoked(DeviceId),
     /// Tell the hosts.
     Alert(Alert),
+    /// News from the SFU.
+    Media(crate::media::MediaNews),
 }
 
 /// A policy admission waiting for its WebSocket.
@@ -195,6 +197,13 @@ impl Calls {
         }
     }
 
+    /// Passes SFU news to `meeting`'s call, if one is running.
+    pub fn media_news(&self, meeting: &MeetingId, news: crate::media::MediaNews) {
+        if let Some(tx) = self.existing(meeting) {
+            let _ = tx.try_send(Command::Media(news));
+        }
+    }
+
     /// Alerts the hosts of `meeting`'s call, if one is running.
     pub fn alert(&self, meeting: &MeetingId, alert: Alert) {
         if let Some(tx) = self.existing(meeting) {
@@ -265,6 +274,7 @@ async fn run(state: AppState, meeting: MeetingId, mut room: Room, mut rx: mpsc::
             }
             Command::DeviceRevoked(device) => room.handle(Input::DeviceRevoked(device), now()),
             Command::Alert(alert) => room.handle(Input::Alert(alert), now()),
+            Command::Media(news) => room.handle(Input::Media(news), now()),
         }
         drain(&state, meeting, &mut room, &mut connections, resume_reply).await;
         if room.is_empty() {
@@ -326,6 +336,11 @@ async fn drain(
                         .await;
                     if let Err(e) = written {
                         tracing::error!(error = %e, "audit entry of a call not written");
+                    }
+                }
+                Output::Media(request) => {
+                    if let Some(media) = state.media.get() {
+                        media.request(meeting, request);
                     }
                 }
                 Output::SetLocked(locked) => {

@@ -30,6 +30,8 @@ use conclave_protocol::{
 };
 use conclave_types::{DeviceId, DeviceTrust, ParticipantId, Timestamp, UserId};
 
+use crate::media::{MediaNews, MediaRequest};
+
 /// Timings of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RoomConfig {
@@ -109,6 +111,8 @@ pub enum Input {
     TooSlow(ParticipantId),
     /// An administrator revoked a device.
     DeviceRevoked(DeviceId),
+    /// News from the SFU about a participant's media.
+    Media(MediaNews),
     /// Time passes (heartbeats, commit timeouts, resume grace).
     Tick,
 }
@@ -138,6 +142,8 @@ pub enum Output {
     },
     /// A host locked or unlocked the meeting: persist it (the policy engine reads it).
     SetLocked(bool),
+    /// Pass to the SFU.
+    Media(MediaRequest),
 }
 
 /// A seat's progress into the MLS group.
@@ -167,6 +173,8 @@ struct Participant {
     lobby_reasons: Vec<String>,
     /// Whether a connection is attached.
     connected: bool,
+    /// How its media flows.
+    media: MediaPath,
     last_seen: Timestamp,
     /// When the connection dropped (for the resume grace period).
     dropped_at: Option<Timestamp>,
@@ -329,6 +337,7 @@ impl Room {
                 )),
                 "connection too slow",
             ),
+            Input::Media(news) => self.media_news(news),
             Input::Tick => self.tick(now),
         }
         self.advance(now);
@@ -448,6 +457,7 @@ impl Room {
             dropped_at: None,
             sent: 0,
             unacknowledged: VecDeque::new(),
+            media: MediaPath::Signalling,
         });
         self.send(
             id,
@@ -576,6 +586,24 @@ impl Room {
                     self.roster_changed();
                 }
             }
+            ClientMessage::MediaOffer { sdp } | ClientMessage::MediaAnswer { sdp }
+                if !self.find(from).is_some_and(|p| p.phase == Phase::Member) =>
+            {
+                let _ = sdp;
+                self.refuse(from, "media starts once you are in the group");
+            }
+            ClientMessage::MediaOffer { sdp } => {
+                self.outputs.push_back(Output::Media(MediaRequest::Offer {
+                    participant: from,
+                    sdp,
+                }))
+            }
+            ClientMessage::MediaAnswer { sdp } => {
+                self.outputs.push_back(Output::Media(MediaRequest::Answer {
+                    participant: from,
+                    sdp,
+                }))
+            }
             ClientMessage::Admit { participant } => self.decide_lobby(from, participant, true),
             ClientMessage::Deny { participant } => self.decide_lobby(from, participant, false),
             _ => self.refuse(from, "this request is not supported"),
@@ -691,6 +719,10 @@ impl Room {
             message: Bytes(commit.to_vec()),
         };
         self.broadcast_members(&commit);
+        // receivers can open only frames sealed under the new epoch's keys: ask every
+        // sender for a key frame (members switch keys when they process the commit)
+        self.outputs
+            .push_back(Output::Media(MediaRequest::Keyframes));
         let Some(ds) = self.ds.as_ref() else { return };
         let in_group: Vec<DeviceId> = ds.members().into_iter().map(|(_, d)| d).collect();
         let round = self.round.take();
@@ -725,6 +757,35 @@ impl Room {
         self.roster_changed();
     }
 
+    fn media_news(&mut self, news: MediaNews) {
+        match news {
+            MediaNews::Answer { participant, sdp } => {
+                self.send(participant, ServerMessage::MediaAnswer { sdp });
+            }
+            MediaNews::Offer { participant, sdp } => {
+                self.send(participant, ServerMessage::MediaOffer { sdp });
+            }
+            MediaNews::Connected(participant) | MediaNews::Disconnected(participant) => {
+                let path = if matches!(news, MediaNews::Connected(_)) {
+                    MediaPath::Udp
+                } else {
+                    MediaPath::Signalling
+                };
+                if let Some(p) = self.find_mut(participant) {
+                    p.media = path;
+                }
+                self.roster_changed();
+            }
+            MediaNews::Refused {
+                participant,
+                reason,
+            } => {
+                tracing::info!(%participant, reason, "SDP refused by the SFU");
+                self.refuse(participant, "the media description was refused");
+            }
+        }
+    }
+
     /// Gives up a seat: closes its connection (if `close`), and queues the removal of its
     /// leaf if it is in the group.
     fn free(&mut self, id: ParticipantId, close: Option<(CloseCode, &str)>, why: &str) {
@@ -752,6 +813,8 @@ impl Room {
             outcome: "ok",
             details: vec![format!("participant {id}"), why.into()],
         });
+        self.outputs
+            .push_back(Output::Media(MediaRequest::Remove(id)));
         self.outputs.push_back(Output::SeatFreed(id));
         if self.ds.is_some() && !self.participants.iter().any(|p| p.phase == Phase::Member) {
             // the group is gone with its last member; the next participant creates a new one
@@ -932,7 +995,7 @@ impl Room {
                 address: p.seat.network.address.clone().filter(|_| for_host),
                 ..p.seat.network.clone()
             },
-            media: MediaPath::Signalling,
+            media: p.media,
             joined_at: p.joined_at,
             host: p.seat.host,
         };

@@ -34,6 +34,7 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = format!(
             "[server]\nlisten = [\"127.0.0.1:0\", \"[::1]:0\"]\n\
+             [media]\nlisten = \"127.0.0.1:0\"\n\
              [storage]\ndata_dir = \"{}\"\n\
              [audit]\nsign_interval_seconds = 1\n\
              [networks]\noffice = [\"127.0.0.1/32\"]\n",

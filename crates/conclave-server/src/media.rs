@@ -1,0 +1,291 @@
+//! The SFU's driver: one UDP socket, one [`conclave_sfu::Sfu`] for every call, one tokio task.
+//!
+//! Calls talk to it with [`MediaRequest`]s (a participant's SDP offer or answer, a departure,
+//! a key-frame request after an MLS epoch change) and hear back through their call task
+//! ([`crate::call::Command::Media`]): SDP answers and offers to relay to the participant, and
+//! when a participant's media connected. The SFU core is pure; this task owns the socket
+//! and the clock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use conclave_sfu::{CallId, Output, Sfu, SfuEvent};
+use conclave_types::{MeetingId, ParticipantId};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::api::AppState;
+
+/// What a call asks of the SFU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaRequest {
+    /// The participant's SDP offer (first or renegotiation).
+    Offer {
+        /// Who.
+        participant: ParticipantId,
+        /// The offer.
+        sdp: String,
+    },
+    /// The participant's answer to an SFU offer.
+    Answer {
+        /// Who.
+        participant: ParticipantId,
+        /// The answer.
+        sdp: String,
+    },
+    /// The participant left the call.
+    Remove(ParticipantId),
+    /// Ask every video sender of the call for a key frame (new MLS epoch: receivers need a
+    /// key frame sealed under the new keys).
+    Keyframes,
+}
+
+/// What the SFU tells a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaNews {
+    /// The SFU's answer to the participant's offer.
+    Answer {
+        /// Who.
+        participant: ParticipantId,
+        /// The answer.
+        sdp: String,
+    },
+    /// The SFU's offer (other participants' tracks changed).
+    Offer {
+        /// Who.
+        participant: ParticipantId,
+        /// The offer.
+        sdp: String,
+    },
+    /// Media flows between the participant and the SFU.
+    Connected(ParticipantId),
+    /// The participant's media connection is gone.
+    Disconnected(ParticipantId),
+    /// The SFU refused the participant's SDP.
+    Refused {
+        /// Who.
+        participant: ParticipantId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The sending half of the SFU task.
+#[derive(Debug, Clone)]
+pub struct Media {
+    tx: mpsc::Sender<(MeetingId, MediaRequest)>,
+    local: SocketAddr,
+}
+
+impl Media {
+    /// Binds the SFU's UDP socket. The bound address (with the port chosen for port 0) is
+    /// what participants are told to send media to, so it must not be unspecified.
+    ///
+    /// # Errors
+    /// If the socket cannot be bound.
+    pub async fn bind(listen: SocketAddr) -> std::io::Result<(Self, MediaTask)> {
+        let socket = UdpSocket::bind(listen).await?;
+        let local = socket.local_addr()?;
+        let (tx, rx) = mpsc::channel(4096);
+        Ok((Self { tx, local }, MediaTask { socket, local, rx }))
+    }
+
+    /// The SFU's UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Queues a request; dropped (and logged) if the SFU is overloaded.
+    pub fn request(&self, meeting: MeetingId, request: MediaRequest) {
+        if self.tx.try_send((meeting, request)).is_err() {
+            tracing::warn!("SFU request queue full; request dropped");
+        }
+    }
+}
+
+/// The SFU task, to be run with [`MediaTask::run`].
+#[derive(Debug)]
+pub struct MediaTask {
+    socket: UdpSocket,
+    local: SocketAddr,
+    rx: mpsc::Receiver<(MeetingId, MediaRequest)>,
+}
+
+/// Our ids and the SFU's small ones, both ways.
+#[derive(Debug, Default)]
+struct Ids {
+    next: u64,
+    calls: HashMap<MeetingId, CallId>,
+    meetings: HashMap<CallId, MeetingId>,
+    participants: HashMap<ParticipantId, conclave_sfu::ParticipantId>,
+    ours: HashMap<conclave_sfu::ParticipantId, ParticipantId>,
+}
+
+impl Ids {
+    fn call(&mut self, meeting: MeetingId) -> CallId {
+        if let Some(call) = self.calls.get(&meeting) {
+            return *call;
+        }
+        self.next += 1;
+        let call = CallId(self.next);
+        self.calls.insert(meeting, call);
+        self.meetings.insert(call, meeting);
+        call
+    }
+
+    fn participant(&mut self, participant: ParticipantId) -> conclave_sfu::ParticipantId {
+        if let Some(p) = self.participants.get(&participant) {
+            return *p;
+        }
+        self.next += 1;
+        let p = conclave_sfu::ParticipantId(self.next);
+        self.participants.insert(participant, p);
+        self.ours.insert(p, participant);
+        p
+    }
+
+    fn forget(&mut self, participant: &ParticipantId) {
+        if let Some(p) = self.participants.remove(participant) {
+            self.ours.remove(&p);
+        }
+    }
+}
+
+impl MediaTask {
+    /// Runs the SFU until the process ends.
+    pub async fn run(self, state: AppState) {
+        let MediaTask {
+            socket,
+            local,
+            mut rx,
+        } = self;
+        let mut sfu = Sfu::new(local, Instant::now());
+        let mut ids = Ids::default();
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = loop {
+                match sfu.poll_output() {
+                    Output::Transmit(t) => {
+                        if let Err(e) = socket.send_to(&t.contents, t.destination).await {
+                            tracing::debug!(error = %e, "media datagram not sent");
+                        }
+                    }
+                    Output::Event(event) => news(&state, &ids, event),
+                    Output::Timeout(at) => break at,
+                }
+            };
+            tokio::select! {
+                received = socket.recv_from(&mut buf) => match received {
+                    Ok((n, source)) => {
+                        let bytes = buf.get(..n).unwrap_or_default();
+                        // hostile or stray datagrams are counted by the SFU and dropped
+                        let _ = sfu.handle_receive(Instant::now(), source, local, bytes);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "media socket receive failed"),
+                },
+                () = tokio::time::sleep_until(deadline.into()) => sfu.handle_timeout(Instant::now()),
+                request = rx.recv() => match request {
+                    Some((meeting, request)) => apply(&state, &mut sfu, &mut ids, meeting, request),
+                    None => break,
+                },
+            }
+        }
+    }
+}
+
+fn tell(state: &AppState, meeting: MeetingId, news: MediaNews) {
+    state.calls.media_news(&meeting, news);
+}
+
+fn apply(
+    state: &AppState,
+    sfu: &mut Sfu,
+    ids: &mut Ids,
+    meeting: MeetingId,
+    request: MediaRequest,
+) {
+    let now = Instant::now();
+    match request {
+        MediaRequest::Offer { participant, sdp } => {
+            let known = ids.participants.contains_key(&participant);
+            let call = ids.call(meeting);
+            let p = ids.participant(participant);
+            let answer = if known {
+                sfu.handle_offer(now, p, &sdp)
+            } else {
+                sfu.add_participant(now, call, p, &sdp)
+            };
+            match answer {
+                Ok(sdp) => tell(state, meeting, MediaNews::Answer { participant, sdp }),
+                Err(e) => {
+                    if !known {
+                        ids.forget(&participant);
+                    }
+                    tell(
+                        state,
+                        meeting,
+                        MediaNews::Refused {
+                            participant,
+                            reason: e.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+        MediaRequest::Answer { participant, sdp } => {
+            let Some(p) = ids.participants.get(&participant).copied() else {
+                return;
+            };
+            if let Err(e) = sfu.handle_answer(now, p, &sdp) {
+                tell(
+                    state,
+                    meeting,
+                    MediaNews::Refused {
+                        participant,
+                        reason: e.to_string(),
+                    },
+                );
+            }
+        }
+        MediaRequest::Remove(participant) => {
+            if let Some(p) = ids.participants.get(&participant).copied() {
+                let _ = sfu.remove_participant(p);
+                ids.forget(&participant);
+            }
+        }
+        MediaRequest::Keyframes => {
+            if let Some(call) = ids.calls.get(&meeting).copied() {
+                sfu.request_keyframes(call);
+            }
+        }
+    }
+}
+
+fn news(state: &AppState, ids: &Ids, event: SfuEvent) {
+    let find = |call: CallId, p: conclave_sfu::ParticipantId| {
+        Some((*ids.meetings.get(&call)?, *ids.ours.get(&p)?))
+    };
+    match event {
+        SfuEvent::Connected { call, participant } => {
+            if let Some((meeting, participant)) = find(call, participant) {
+                tell(state, meeting, MediaNews::Connected(participant));
+            }
+        }
+        SfuEvent::Disconnected { call, participant } => {
+            if let Some((meeting, participant)) = find(call, participant) {
+                tell(state, meeting, MediaNews::Disconnected(participant));
+            }
+        }
+        SfuEvent::Offer {
+            call,
+            participant,
+            sdp,
+        } => {
+            if let Some((meeting, participant)) = find(call, participant) {
+                tell(state, meeting, MediaNews::Offer { participant, sdp });
+            }
+        }
+        _ => {}
+    }
+}
