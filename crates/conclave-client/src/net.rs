@@ -2,7 +2,7 @@
 //! the call's WebSocket, moving [`Participant`]'s messages.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -387,6 +387,8 @@ impl Client {
         let shared = Arc::new(Mutex::new(CallState {
             participant,
             closed: None,
+            media: None,
+            received: Received::default(),
         }));
         let (commands, rx) = mpsc::channel(64);
         let task = tokio::spawn(run(socket, Arc::clone(&shared), rx));
@@ -432,6 +434,10 @@ pub struct CallState {
     pub participant: Participant,
     /// How the server closed the connection, once it has.
     pub closed: Option<(u16, String)>,
+    /// Media with the SFU, once the participant is in the group.
+    pub media: Option<crate::media::Media>,
+    /// Media frames received.
+    pub received: Received,
 }
 
 /// Things the owner asks a running call to do.
@@ -529,17 +535,116 @@ impl Call {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The local address the signalling connection uses: media binds to the same interface.
+fn local_ip(socket: &Socket) -> std::net::IpAddr {
+    let tcp = match socket.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => Some(tcp),
+        tokio_tungstenite::MaybeTlsStream::Rustls(tls) => Some(tls.get_ref().0),
+        _ => None,
+    };
+    tcp.and_then(|tcp| tcp.local_addr().ok())
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip())
+}
+
+/// What a participant received over media, checked against the bundled samples every
+/// native participant sends.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Audio frames opened and byte-identical to a sample packet, by sender leaf.
+    pub audio_intact: std::collections::BTreeMap<u32, u64>,
+    /// Video frames opened and byte-identical to a sample frame, by sender leaf.
+    pub video_intact: std::collections::BTreeMap<u32, u64>,
+    /// Frames that opened but match no sample (would be garbage on screen).
+    pub altered: u64,
+}
+
+/// The samples a native participant sends, in a loop, at their real rate.
+struct Pacer {
+    video: Vec<crate::media::files::VideoFrame>,
+    audio: Vec<crate::media::files::AudioPacket>,
+    next_video: usize,
+    next_audio: usize,
+    video_due: tokio::time::Instant,
+    audio_due: tokio::time::Instant,
+    known: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Pacer {
+    fn new() -> Self {
+        let video = crate::media::files::sample_video().frames;
+        let audio = crate::media::files::sample_audio().packets;
+        let known = video
+            .iter()
+            .map(|f| f.data.clone())
+            .chain(audio.iter().map(|p| p.data.clone()))
+            .collect();
+        let now = tokio::time::Instant::now();
+        Self {
+            video,
+            audio,
+            next_video: 0,
+            next_audio: 0,
+            video_due: now,
+            audio_due: now,
+            known,
+        }
+    }
+
+    /// Sends whatever is due now; after a stall it skips ahead rather than bursting.
+    fn send_due(&mut self, media: &mut crate::media::Media) {
+        let now = tokio::time::Instant::now();
+        if now.saturating_duration_since(self.audio_due) > Duration::from_millis(200) {
+            self.audio_due = now;
+            self.video_due = now;
+        }
+        if let Some(packet) = self.audio.get(self.next_audio % self.audio.len().max(1)) {
+            if self.audio_due <= now {
+                let _ = media.send_audio(now.into_std(), &packet.data);
+                self.next_audio += 1;
+                self.audio_due += Duration::from_millis(20);
+            }
+        }
+        if self.video_due <= now && !self.video.is_empty() {
+            if media.keyframe_wanted() {
+                // restart at the sample's first frame, a key frame
+                self.next_video = 0;
+            }
+            if let Some(frame) = self.video.get(self.next_video % self.video.len()) {
+                let _ = media.send_video(now.into_std(), &frame.data, frame.keyframe);
+            }
+            self.next_video += 1;
+            self.video_due += Duration::from_millis(1000 / 15);
+        }
+    }
+}
+
 async fn run(socket: Socket, shared: Arc<Mutex<CallState>>, mut commands: mpsc::Receiver<Command>) {
+    let ip = local_ip(&socket);
     let (mut sink, mut stream) = socket.split();
+    let udp = match tokio::net::UdpSocket::bind((ip, 0)).await {
+        Ok(udp) => Some(udp),
+        Err(e) => {
+            tracing::warn!(error = %e, "no media socket; signalling only");
+            None
+        }
+    };
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
+    let mut pace = tokio::time::interval(Duration::from_millis(10));
+    let mut pacer = Pacer::new();
+    let mut media_deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+    let mut buf = vec![0u8; 2048];
     let mut nonce = 0u32;
     loop {
-        let outgoing: Vec<ClientMessage> = tokio::select! {
+        let mut incoming = None;
+        let mut outgoing: Vec<ClientMessage> = tokio::select! {
             frame = stream.next() => {
                 let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
                 match frame {
                     Some(Ok(Message::Text(text))) => match ServerMessage::decode(&text) {
-                        Ok(message) => state.participant.handle(message, now()),
+                        Ok(message) => {
+                            state.participant.handle(message.clone(), now());
+                            incoming = Some(message);
+                        }
                         Err(e) => tracing::warn!(error = %e, "undecodable server message"),
                     },
                     Some(Ok(Message::Close(frame))) => {
@@ -573,7 +678,103 @@ async fn run(socket: Socket, shared: Arc<Mutex<CallState>>, mut commands: mpsc::
                 let state = shared.lock().unwrap_or_else(|p| p.into_inner());
                 vec![state.participant.ping(nonce)]
             }
+            received = async {
+                match &udp {
+                    Some(udp) => udp.recv_from(&mut buf).await.map(|(n, source)| (n, source, udp.local_addr())),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Ok((n, source, Ok(local))) = received {
+                    let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(media) = state.media.as_mut() {
+                        let _ = media.handle_receive(Instant::now(), source, local, buf.get(..n).unwrap_or_default());
+                    }
+                }
+                Vec::new()
+            }
+            () = tokio::time::sleep_until(media_deadline) => {
+                let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(media) = state.media.as_mut() {
+                    media.handle_timeout(Instant::now());
+                }
+                Vec::new()
+            }
+            _ = pace.tick() => {
+                let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(media) = state.media.as_mut().filter(|m| m.is_connected()) {
+                    pacer.send_due(media);
+                }
+                Vec::new()
+            }
         };
+        // media: start once in the group, follow the epochs, answer the SFU
+        let mut datagrams = Vec::new();
+        {
+            let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let state = &mut *state;
+            if let (Some(udp), None, Some(keys)) =
+                (&udp, &state.media, state.participant.key_material())
+            {
+                let started = udp
+                    .local_addr()
+                    .ok()
+                    .and_then(|local| crate::media::Media::new(local, Instant::now()).ok());
+                if let Some(mut media) = started {
+                    let _ = media.set_keys(keys, Instant::now());
+                    if let Ok(sdp) = media.offer() {
+                        outgoing.push(ClientMessage::MediaOffer { sdp });
+                    }
+                    state.media = Some(media);
+                }
+            }
+            if let Some(media) = state.media.as_mut() {
+                if let Some(keys) = state.participant.key_material() {
+                    if media.epoch() != Some(keys.epoch) {
+                        let _ = media.set_keys(keys, Instant::now());
+                    }
+                }
+                match incoming {
+                    Some(ServerMessage::MediaAnswer { sdp }) => {
+                        if let Err(e) = media.accept_answer(&sdp) {
+                            tracing::warn!(error = %e, "SFU answer refused");
+                        }
+                    }
+                    Some(ServerMessage::MediaOffer { sdp }) => match media.accept_offer(&sdp) {
+                        Ok(sdp) => outgoing.push(ClientMessage::MediaAnswer { sdp }),
+                        Err(e) => tracing::warn!(error = %e, "SFU offer refused"),
+                    },
+                    _ => {}
+                }
+                let deadline = loop {
+                    match media.poll_output() {
+                        crate::media::Output::Transmit(t) => {
+                            datagrams.push((t.destination, t.contents))
+                        }
+                        crate::media::Output::Event(crate::media::MediaEvent::Frame(frame)) => {
+                            let intact = pacer.known.contains(&frame.frame);
+                            let counts = if frame.kind == crate::media::Kind::Audio {
+                                &mut state.received.audio_intact
+                            } else {
+                                &mut state.received.video_intact
+                            };
+                            if intact {
+                                *counts.entry(frame.sender_leaf).or_default() += 1;
+                            } else {
+                                state.received.altered += 1;
+                            }
+                        }
+                        crate::media::Output::Event(_) => {}
+                        crate::media::Output::Timeout(at) => break at,
+                    }
+                };
+                media_deadline = tokio::time::Instant::from_std(deadline);
+            }
+        }
+        if let Some(udp) = &udp {
+            for (destination, contents) in datagrams {
+                let _ = udp.send_to(&contents, destination).await;
+            }
+        }
         for message in outgoing {
             if sink
                 .send(Message::Text(message.encode().into()))
