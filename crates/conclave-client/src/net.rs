@@ -46,7 +46,7 @@ pub enum ClientError {
     },
 }
 
-/// A registered device: its key (seed kept in memory only) and organisation credential.
+/// A registered device: its key and the organisation's credential for it.
 pub struct Device {
     seed: Zeroizing<[u8; 32]>,
     /// The device id.
@@ -60,6 +60,89 @@ impl std::fmt::Debug for Device {
         f.debug_struct("Device")
             .field("id", &self.id)
             .finish_non_exhaustive()
+    }
+}
+
+impl Device {
+    /// Writes the device (its private key included) to `path`, readable by the owner only.
+    ///
+    /// # Errors
+    /// If the file cannot be written.
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let document = Zeroizing::new(
+            json!({
+                "device_id": self.id.to_string(),
+                "seed": STANDARD.encode(*self.seed),
+                "credential": self.credential.to_base64(),
+            })
+            .to_string(),
+        );
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(document.as_bytes())?;
+        file.sync_all()
+    }
+
+    /// Reads a device written by [`Device::save`].
+    ///
+    /// # Errors
+    /// If the file cannot be read, is readable by others, or is not a device.
+    pub fn load(path: &std::path::Path) -> Result<Self, ClientError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let bad = |why: String| ClientError::Unexpected(format!("{}: {why}", path.display()));
+        let metadata = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+        if metadata.permissions().mode() & 0o077 != 0 {
+            return Err(bad(
+                "holds a private key but others may read it; chmod 600 it".into(),
+            ));
+        }
+        let document = Zeroizing::new(std::fs::read(path).map_err(|e| bad(e.to_string()))?);
+        let v: Value =
+            serde_json::from_slice(&document).map_err(|e| bad(format!("not a device: {e}")))?;
+        let seed = Zeroizing::new(
+            STANDARD
+                .decode(text(&v, "seed")?)
+                .ok()
+                .and_then(|s| <[u8; 32]>::try_from(s).ok())
+                .ok_or_else(|| bad("bad `seed`".into()))?,
+        );
+        let credential = DeviceCredential::from_base64(&text(&v, "credential")?)
+            .map_err(|e| bad(format!("credential: {e}")))?;
+        if DeviceKey::from_seed(&seed).public() != credential.claims().device_key {
+            return Err(bad("the credential is not for this key".into()));
+        }
+        Ok(Self {
+            seed,
+            id: credential.claims().device_id,
+            credential,
+        })
+    }
+}
+
+/// What a native participant sends over media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaOptions {
+    /// Send the bundled Opus sample (20 ms packets).
+    pub audio: bool,
+    /// Send the bundled VP8 sample.
+    pub video: bool,
+    /// Video frames per second (the sample is played faster or slower).
+    pub video_fps: u32,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        Self {
+            audio: true,
+            video: true,
+            video_fps: 15,
+        }
     }
 }
 
@@ -357,7 +440,7 @@ impl Client {
     }
 
     /// Opens the call's WebSocket with an admission `ticket` and runs `device`'s participant
-    /// in a background task.
+    /// in a background task, sending the bundled audio and video samples.
     ///
     /// # Errors
     /// If the WebSocket cannot be opened or the participant cannot be created.
@@ -367,6 +450,28 @@ impl Client {
         device: &Device,
         organisation: &Organisation,
         ticket: String,
+    ) -> Result<Call, ClientError> {
+        self.connect_with(
+            meeting,
+            device,
+            organisation,
+            ticket,
+            MediaOptions::default(),
+        )
+        .await
+    }
+
+    /// [`Client::connect`], sending what `options` say.
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub async fn connect_with(
+        &self,
+        meeting: &MeetingId,
+        device: &Device,
+        organisation: &Organisation,
+        ticket: String,
+        options: MediaOptions,
     ) -> Result<Call, ClientError> {
         let participant = Participant::new(
             device.credential.clone(),
@@ -391,13 +496,14 @@ impl Client {
             received: Received::default(),
         }));
         let (commands, rx) = mpsc::channel(64);
-        let task = tokio::spawn(run(socket, Arc::clone(&shared), rx));
+        let task = tokio::spawn(run(socket, Arc::clone(&shared), rx, options));
         Ok(Call {
             shared,
             commands,
             task,
             url,
             tls: Arc::clone(&self.tls),
+            options,
         })
     }
 }
@@ -455,6 +561,7 @@ pub struct Call {
     task: tokio::task::JoinHandle<()>,
     url: String,
     tls: Arc<rustls::ClientConfig>,
+    options: MediaOptions,
 }
 
 impl Call {
@@ -512,7 +619,7 @@ impl Call {
         }
         let (commands, rx) = mpsc::channel(64);
         self.commands = commands;
-        self.task = tokio::spawn(run(socket, Arc::clone(&self.shared), rx));
+        self.task = tokio::spawn(run(socket, Arc::clone(&self.shared), rx, self.options));
         Ok(())
     }
 
@@ -556,10 +663,21 @@ pub struct Received {
     pub video_intact: std::collections::BTreeMap<u32, u64>,
     /// Frames that opened but match no sample (would be garbage on screen).
     pub altered: u64,
+    /// When the first remote frame opened intact.
+    pub first_frame: Option<Instant>,
+    /// UDP datagrams received on the media socket.
+    pub datagrams_in: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// UDP datagrams sent from the media socket.
+    pub datagrams_out: u64,
+    /// Their bytes.
+    pub bytes_out: u64,
 }
 
 /// The samples a native participant sends, in a loop, at their real rate.
 struct Pacer {
+    options: MediaOptions,
     video: Vec<crate::media::files::VideoFrame>,
     audio: Vec<crate::media::files::AudioPacket>,
     next_video: usize,
@@ -570,7 +688,7 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn new() -> Self {
+    fn new(options: MediaOptions) -> Self {
         let video = crate::media::files::sample_video().frames;
         let audio = crate::media::files::sample_audio().packets;
         let known = video
@@ -580,6 +698,7 @@ impl Pacer {
             .collect();
         let now = tokio::time::Instant::now();
         Self {
+            options,
             video,
             audio,
             next_video: 0,
@@ -598,13 +717,13 @@ impl Pacer {
             self.video_due = now;
         }
         if let Some(packet) = self.audio.get(self.next_audio % self.audio.len().max(1)) {
-            if self.audio_due <= now {
+            if self.options.audio && self.audio_due <= now {
                 let _ = media.send_audio(now.into_std(), &packet.data);
                 self.next_audio += 1;
                 self.audio_due += Duration::from_millis(20);
             }
         }
-        if self.video_due <= now && !self.video.is_empty() {
+        if self.options.video && self.video_due <= now && !self.video.is_empty() {
             if media.keyframe_wanted() {
                 // restart at the sample's first frame, a key frame
                 self.next_video = 0;
@@ -613,12 +732,17 @@ impl Pacer {
                 let _ = media.send_video(now.into_std(), &frame.data, frame.keyframe);
             }
             self.next_video += 1;
-            self.video_due += Duration::from_millis(1000 / 15);
+            self.video_due += Duration::from_secs(1) / self.options.video_fps.max(1);
         }
     }
 }
 
-async fn run(socket: Socket, shared: Arc<Mutex<CallState>>, mut commands: mpsc::Receiver<Command>) {
+async fn run(
+    socket: Socket,
+    shared: Arc<Mutex<CallState>>,
+    mut commands: mpsc::Receiver<Command>,
+    options: MediaOptions,
+) {
     let ip = local_ip(&socket);
     let (mut sink, mut stream) = socket.split();
     let udp = match tokio::net::UdpSocket::bind((ip, 0)).await {
@@ -630,7 +754,7 @@ async fn run(socket: Socket, shared: Arc<Mutex<CallState>>, mut commands: mpsc::
     };
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
     let mut pace = tokio::time::interval(Duration::from_millis(10));
-    let mut pacer = Pacer::new();
+    let mut pacer = Pacer::new(options);
     let mut media_deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
     let mut buf = vec![0u8; 2048];
     let mut nonce = 0u32;
@@ -686,6 +810,8 @@ async fn run(socket: Socket, shared: Arc<Mutex<CallState>>, mut commands: mpsc::
             } => {
                 if let Ok((n, source, Ok(local))) = received {
                     let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    state.received.datagrams_in += 1;
+                    state.received.bytes_in += n as u64;
                     if let Some(media) = state.media.as_mut() {
                         let _ = media.handle_receive(Instant::now(), source, local, buf.get(..n).unwrap_or_default());
                     }
@@ -759,6 +885,7 @@ async fn run(socket: Socket, shared: Arc<Mutex<CallState>>, mut commands: mpsc::
                             };
                             if intact {
                                 *counts.entry(frame.sender_leaf).or_default() += 1;
+                                state.received.first_frame.get_or_insert_with(Instant::now);
                             } else {
                                 state.received.altered += 1;
                             }
@@ -769,6 +896,8 @@ async fn run(socket: Socket, shared: Arc<Mutex<CallState>>, mut commands: mpsc::
                 };
                 media_deadline = tokio::time::Instant::from_std(deadline);
             }
+            state.received.datagrams_out += datagrams.len() as u64;
+            state.received.bytes_out += datagrams.iter().map(|(_, c)| c.len() as u64).sum::<u64>();
         }
         if let Some(udp) = &udp {
             for (destination, contents) in datagrams {

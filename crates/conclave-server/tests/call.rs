@@ -566,3 +566,121 @@ async fn media_flows_end_to_end_encrypted_through_the_sfu() {
     );
     olga.with(|s| assert_eq!(s.received.altered, 0));
 }
+
+/// The `conclave-client` binary, built next to `conclave` by `cargo test --workspace`.
+fn client_binary() -> std::path::PathBuf {
+    let path = std::path::Path::new(common::BINARY).with_file_name("conclave-client");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p conclave-client`",
+        path.display()
+    );
+    path
+}
+
+async fn run_cli(server: &Server, person: &Person, args: &[&str]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(client_binary());
+    command
+        .arg("--server")
+        .arg(&server.v4)
+        .arg("--ca")
+        .arg(server.data_dir().join("tls/cert.pem"))
+        .arg("--user")
+        .arg(&person.name)
+        .args(args)
+        .env("CONCLAVE_PASSWORD", &person.password)
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("conclave-client finished in time")
+        .expect("conclave-client ran")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_participant_holds_a_call() {
+    let server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan"]).await;
+    let olga = enter(&people[0], &meeting, &org).await;
+    settled(&[&olga], 1).await;
+    let id = meeting.to_string();
+    let device = server.dir.path().join("ivan.device");
+    let device_arg = device.to_str().expect("utf-8 path");
+    let args = [
+        "join",
+        &id,
+        "--device",
+        device_arg,
+        "--for",
+        "4",
+        "--chat",
+        "hello from the cli",
+        "--json",
+    ];
+    let out = run_cli(&server, &people[1], &args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+
+    // what the command line saw: Olga's frames intact, the code Olga saw, no mismatch
+    let from_olga = &report["received_intact"]["OLGA"];
+    assert!(from_olga["audio_frames"].as_u64() > Some(10), "{report:#}");
+    assert!(from_olga["video_frames"].as_u64() > Some(10), "{report:#}");
+    assert_eq!(report["altered"], 0);
+    assert_eq!(report["mismatches"], json!([]));
+    assert_eq!(report["roster"].as_array().map(Vec::len), Some(2));
+    let code = report["security_code"].as_str().expect("a code").to_owned();
+    assert!(olga.with(|s| s.participant.codes().iter().any(|(_, c)| *c == code)));
+    assert!(report["first_frame_ms"].as_u64().is_some());
+    assert!(
+        stderr.contains("admitted by the meeting's policy"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("security code {code}")),
+        "{stderr}"
+    );
+
+    // and what Olga saw of it: its chat, its frames, its departure
+    settled(&[&olga], 1).await;
+    olga.with(|s| {
+        assert!(s
+            .participant
+            .chat()
+            .iter()
+            .any(|c| c.text == "hello from the cli"));
+        let received = &s.received;
+        assert!(received.audio_intact.len() == 1 && received.video_intact.len() == 1);
+        assert!(received.video_intact.values().all(|n| *n > 10));
+        assert_eq!(received.altered, 0);
+    });
+
+    // the saved device is private and used again
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&device)
+        .expect("saved")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let first_device = report["roster"][1]["device_id"].clone();
+    let again = run_cli(&server, &people[1], &args).await;
+    assert!(again.status.success());
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(again["roster"][1]["device_id"], first_device);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_participant_is_told_why_it_is_refused() {
+    let server = Server::start();
+    let (meeting, _org, people) = setup_with(&server, &["olga", "ivan"], "secret").await;
+    let out = run_cli(&server, &people[1], &["join", &meeting.to_string()]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit status 2: refused by policy"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refused: ") && stderr.contains("managed device"),
+        "{stderr}"
+    );
+}
