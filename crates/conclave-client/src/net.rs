@@ -36,6 +36,9 @@ pub enum ClientError {
     /// The server's answer was not what the API promises.
     #[error("unexpected answer from the server: {0}")]
     Unexpected(String),
+    /// The policy refused the (new) join request.
+    #[error("the meeting's policy refused to let this device in: {}", .0.join("; "))]
+    Refused(Vec<String>),
     /// The call's WebSocket was closed.
     #[error("the call closed the connection ({code}): {reason}")]
     Closed {
@@ -473,6 +476,35 @@ impl Client {
         ticket: String,
         options: MediaOptions,
     ) -> Result<Call, ClientError> {
+        let (participant, socket, url) = self.open(meeting, device, organisation, ticket).await?;
+        let shared = Arc::new(Mutex::new(CallState {
+            participant,
+            closed: None,
+            media: None,
+            received: Received::default(),
+            silenced: false,
+        }));
+        let (commands, rx) = mpsc::channel(64);
+        let task = tokio::spawn(run(socket, Arc::clone(&shared), rx, options));
+        Ok(Call {
+            shared,
+            commands,
+            task,
+            url,
+            tls: Arc::clone(&self.tls),
+            options,
+            meeting: *meeting,
+        })
+    }
+
+    /// A fresh participant for `device` and the call's WebSocket, opened with its `hello`.
+    async fn open(
+        &self,
+        meeting: &MeetingId,
+        device: &Device,
+        organisation: &Organisation,
+        ticket: String,
+    ) -> Result<(Participant, Socket, String), ClientError> {
         let participant = Participant::new(
             device.credential.clone(),
             *device.seed,
@@ -489,22 +521,7 @@ impl Client {
                 .replacen("http://", "ws://", 1)
         );
         let socket = open_socket(&url, &self.tls, &hello).await?;
-        let shared = Arc::new(Mutex::new(CallState {
-            participant,
-            closed: None,
-            media: None,
-            received: Received::default(),
-        }));
-        let (commands, rx) = mpsc::channel(64);
-        let task = tokio::spawn(run(socket, Arc::clone(&shared), rx, options));
-        Ok(Call {
-            shared,
-            commands,
-            task,
-            url,
-            tls: Arc::clone(&self.tls),
-            options,
-        })
+        Ok((participant, socket, url))
     }
 }
 
@@ -544,6 +561,8 @@ pub struct CallState {
     pub media: Option<crate::media::Media>,
     /// Media frames received.
     pub received: Received,
+    /// Media datagrams are dropped both ways ([`Call::silence_media`]).
+    pub silenced: bool,
 }
 
 /// Things the owner asks a running call to do.
@@ -562,6 +581,19 @@ pub struct Call {
     url: String,
     tls: Arc<rustls::ClientConfig>,
     options: MediaOptions,
+    meeting: MeetingId,
+}
+
+/// How [`Call::reconnect`] got back into the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconnected {
+    /// The seat was taken back: same group, what was missed replayed.
+    Resumed,
+    /// A new seat: admitted again by the policy, added to the group (or creating a new one
+    /// if nobody else is there, e.g. after a server restart).
+    Rejoined,
+    /// A new seat in the lobby, for these reasons.
+    Lobby(Vec<String>),
 }
 
 impl Call {
@@ -621,6 +653,103 @@ impl Call {
         self.commands = commands;
         self.task = tokio::spawn(run(socket, Arc::clone(&self.shared), rx, self.options));
         Ok(())
+    }
+
+    /// Gets back into the call after its connection ended, for at most `limit`: resumes the
+    /// seat if the close allows it, and otherwise (or if the server no longer knows the
+    /// seat, e.g. after a restart) asks the policy to join again with a fresh ticket. Waits
+    /// out an unreachable server with backoff.
+    ///
+    /// # Errors
+    /// [`ClientError::Refused`] if the policy no longer admits the device;
+    /// [`ClientError::Closed`] if the close was a decision about this participant (removed,
+    /// denied, revoked, left); otherwise the last failure once `limit` is over.
+    pub async fn reconnect(
+        &mut self,
+        client: &Client,
+        device: &Device,
+        organisation: &Organisation,
+        limit: Duration,
+    ) -> Result<Reconnected, ClientError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let (code, reason) = self
+            .with(|s| s.closed.clone())
+            .unwrap_or((1006, "connection lost".into()));
+        let known = CloseCode::from_code(code);
+        if known.is_some_and(|c| !c.resumable() && !c.rejoinable()) {
+            return Err(ClientError::Closed { code, reason });
+        }
+        let mut resume = known.is_none_or(CloseCode::resumable)
+            && self.with(|s| s.participant.resume_hello().is_some());
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let attempt = if resume {
+                self.try_resume().await
+            } else {
+                self.rejoin(client, device, organisation).await.map(Some)
+            };
+            let failure = match attempt {
+                Ok(Some(done)) => return Ok(done),
+                // the server answered but does not know the seat: a new one
+                Ok(None) => {
+                    resume = false;
+                    continue;
+                }
+                Err(e @ (ClientError::Refused(_) | ClientError::Api { .. })) => return Err(e),
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(failure);
+            }
+            tracing::info!(error = %failure, "reconnecting");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Resumes the seat: `Some` once the server kept the connection open for a moment,
+    /// `None` if it refused the token.
+    async fn try_resume(&mut self) -> Result<Option<Reconnected>, ClientError> {
+        self.resume().await?;
+        let refused = self
+            .wait_for(Duration::from_secs(2), |s| s.closed.is_some())
+            .await;
+        Ok((!refused).then_some(Reconnected::Resumed))
+    }
+
+    /// A new seat for the same device: join again, new participant, new media.
+    async fn rejoin(
+        &mut self,
+        client: &Client,
+        device: &Device,
+        organisation: &Organisation,
+    ) -> Result<Reconnected, ClientError> {
+        self.task.abort();
+        let (ticket, answer) = match client.join(&self.meeting, device).await? {
+            JoinAnswer::Admitted { ticket } => (ticket, Reconnected::Rejoined),
+            JoinAnswer::Lobby { ticket, reasons } => (ticket, Reconnected::Lobby(reasons)),
+            JoinAnswer::Denied { reasons } => return Err(ClientError::Refused(reasons)),
+        };
+        let (participant, socket, _) = client
+            .open(&self.meeting, device, organisation, ticket)
+            .await?;
+        {
+            let mut state = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            state.participant = participant;
+            state.closed = None;
+            state.media = None;
+        }
+        let (commands, rx) = mpsc::channel(64);
+        self.commands = commands;
+        self.task = tokio::spawn(run(socket, Arc::clone(&self.shared), rx, self.options));
+        Ok(answer)
+    }
+
+    /// Drops every media datagram both ways from now on, as a network that blocks UDP would,
+    /// while signalling carries on (for diagnostics and tests of the server's media timeout).
+    pub fn silence_media(&self) {
+        let mut state = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        state.silenced = true;
     }
 
     /// Waits until `check` holds for the call's state, polling every 20 ms, for at most
@@ -810,6 +939,9 @@ async fn run(
             } => {
                 if let Ok((n, source, Ok(local))) = received {
                     let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    if state.silenced {
+                        continue;
+                    }
                     state.received.datagrams_in += 1;
                     state.received.bytes_in += n as u64;
                     if let Some(media) = state.media.as_mut() {
@@ -895,6 +1027,9 @@ async fn run(
                     }
                 };
                 media_deadline = tokio::time::Instant::from_std(deadline);
+            }
+            if state.silenced {
+                datagrams.clear();
             }
             state.received.datagrams_out += datagrams.len() as u64;
             state.received.bytes_out += datagrams.iter().map(|(_, c)| c.len() as u64).sum::<u64>();

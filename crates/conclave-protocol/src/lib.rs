@@ -360,6 +360,9 @@ pub enum CloseCode {
     Replaced,
     /// The connection could not keep up with the call's messages; join again.
     TooSlow,
+    /// No media datagram from the participant for the ICE consent timeout (15 s): its
+    /// network drops UDP, or it hung. The seat is given up and the keys rotate; join again.
+    MediaLost,
     /// A host removed the participant.
     Removed,
     /// A host denied the lobby request.
@@ -388,6 +391,7 @@ impl CloseCode {
             Self::HeartbeatTimeout => 4005,
             Self::Replaced => 4006,
             Self::TooSlow => 4007,
+            Self::MediaLost => 4008,
             Self::Removed => 4010,
             Self::Denied => 4011,
             Self::DeviceRevoked => 4012,
@@ -409,6 +413,7 @@ impl CloseCode {
             4005 => Self::HeartbeatTimeout,
             4006 => Self::Replaced,
             4007 => Self::TooSlow,
+            4008 => Self::MediaLost,
             4010 => Self::Removed,
             4011 => Self::Denied,
             4012 => Self::DeviceRevoked,
@@ -422,6 +427,21 @@ impl CloseCode {
     /// Whether a client should try to resume after this close.
     pub const fn resumable(self) -> bool {
         matches!(self, Self::GoingAway | Self::HeartbeatTimeout)
+    }
+
+    /// Whether a client may ask to join again on its own after this close (when resuming
+    /// is not possible or failed): the connection or the server failed, not a decision
+    /// about the participant.
+    pub const fn rejoinable(self) -> bool {
+        matches!(
+            self,
+            Self::GoingAway
+                | Self::HeartbeatTimeout
+                | Self::TooSlow
+                | Self::MediaLost
+                | Self::BadTicket
+                | Self::NetworkChanged
+        )
     }
 }
 

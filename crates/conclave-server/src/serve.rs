@@ -78,6 +78,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let periodic = tokio::spawn(periodic_work(state.clone()));
     shutdown_signal().await;
     tracing::info!("shutting down");
+    // calls first: participants hear "going away" and reconnect once the server is back
+    state.calls.shutdown(Duration::from_secs(2)).await;
     handle.graceful_shutdown(Some(Duration::from_secs(5)));
     for server in servers {
         let _ = server.await;

@@ -684,3 +684,34 @@ async fn the_command_line_participant_is_told_why_it_is_refused() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_whose_udp_is_blackholed_is_removed_and_keys_rotate() {
+    let server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan", "max"]).await;
+    let olga = enter(&people[0], &meeting, &org).await;
+    let ivan = enter(&people[1], &meeting, &org).await;
+    let max = enter(&people[2], &meeting, &org).await;
+    let before = settled(&[&olga, &ivan, &max], 3).await;
+    for call in [&olga, &ivan, &max] {
+        assert!(call.wait_for(SETTLE, |s| hears_everyone(s, 5)).await);
+    }
+
+    // Max's network starts dropping UDP; the WebSocket (and its heartbeats) carry on
+    max.silence_media();
+    assert!(
+        max.wait_for(Duration::from_secs(40), |s| s.closed.is_some())
+            .await,
+        "the server notices the silence (ICE consent timeout, 15 s)"
+    );
+    max.with(|s| {
+        let (code, reason) = s.closed.clone().expect("closed");
+        assert_eq!(
+            CloseCode::from_code(code),
+            Some(CloseCode::MediaLost),
+            "{reason}"
+        );
+    });
+    let after = settled(&[&olga, &ivan], 2).await;
+    assert_ne!(before, after, "the keys rotate without the silent member");
+}

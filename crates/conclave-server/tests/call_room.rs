@@ -13,6 +13,7 @@ use conclave_e2ee::{ExternalSender, GroupRef};
 use conclave_identity::{CredentialClaims, DeviceKey, OrganisationKey};
 use conclave_protocol::{Bytes, ClientMessage, CloseCode, Network, ServerMessage};
 use conclave_server::call::room::{Input, Output, Room, RoomConfig, Seat};
+use conclave_server::media::MediaNews;
 use conclave_types::{DeviceId, DeviceTrust, ParticipantId, Timestamp, UserId};
 
 const NOW: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
@@ -262,6 +263,31 @@ fn host_removes_a_participant_and_keys_rotate() {
         .errors()
         .iter()
         .any(|e| e.contains("only hosts")));
+}
+
+#[test]
+fn a_participant_whose_media_went_silent_is_removed() {
+    let mut call = Call::new();
+    call.enter(1, true);
+    call.enter(2, false);
+    let mute = call.enter(3, false);
+    for p in [1, 2, 3] {
+        let id = ParticipantId::from_bytes([p; 16]);
+        call.room
+            .handle(Input::Media(MediaNews::Connected(id)), call.now);
+    }
+    call.settle();
+    let before = call.agreed_code();
+    // heartbeats still flow on the WebSocket; only the SFU noticed the silence
+    call.room
+        .handle(Input::Media(MediaNews::Disconnected(mute)), call.now);
+    call.settle();
+    assert_eq!(call.person(mute).closed, Some(CloseCode::MediaLost));
+    assert_ne!(call.agreed_code(), before, "the keys rotate");
+    assert_eq!(
+        call.present().next().unwrap().participant.members().len(),
+        2
+    );
 }
 
 #[test]

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use conclave_client::net::{
-    Call, CallState, Client, ClientError, Device, JoinAnswer, MediaOptions,
+    Call, CallState, Client, ClientError, Device, JoinAnswer, MediaOptions, Organisation,
+    Reconnected,
 };
 use conclave_protocol::{ClientMessage, CloseCode};
 use conclave_types::MeetingId;
@@ -82,6 +83,9 @@ enum Command {
         json: bool,
     },
 }
+
+/// How long the participant tries to get back into the call after losing it.
+const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
 
 /// Exit statuses beyond 0 (left normally) and 1 (error).
 const EXIT_DENIED: u8 = 2;
@@ -179,11 +183,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         video: !no_video,
         video_fps: fps,
     };
-    let call = client
+    let mut call = client
         .connect_with(&meeting, &device, &organisation, ticket, options)
         .await?;
     let ended = hold(
-        &call,
+        &mut call,
+        (&client, &device, &organisation),
         duration.map(Duration::from_secs_f64),
         &chat,
         admit_waiting,
@@ -237,9 +242,11 @@ async fn load_or_register(
 }
 
 /// Follows the call, saying what changes, until `duration` in the group is over, Ctrl-C, or
-/// the server ends the call. Returns whether the server ended it.
+/// the server ends the call; reconnects (resuming the seat or joining again) when the
+/// connection or the server failed. Returns whether the server ended the call.
 async fn hold(
-    call: &Call,
+    call: &mut Call,
+    (client, device, organisation): (&Client, &Device, &Organisation),
     duration: Option<Duration>,
     chat: &[String],
     admit_waiting: bool,
@@ -270,8 +277,23 @@ async fn hold(
             }
         }
         if let Some((code, reason)) = call.with(|s| s.closed.clone()) {
-            say(&format!("the call ended ({code}): {reason}"));
-            return true;
+            say(&format!("disconnected ({code}): {reason}"));
+            match call
+                .reconnect(client, device, organisation, RECONNECT_LIMIT)
+                .await
+            {
+                Ok(Reconnected::Resumed) => say("resumed the seat"),
+                Ok(Reconnected::Rejoined) => say("joined the call again"),
+                Ok(Reconnected::Lobby(reasons)) => say(&format!(
+                    "joined again; waiting in the lobby: {}",
+                    reasons.join("; ")
+                )),
+                Err(e) => {
+                    say(&format!("the call ended: {e}"));
+                    return true;
+                }
+            }
+            continue;
         }
         if in_group_since.is_none() && call.with(|s| s.participant.epoch().is_some()) {
             in_group_since = Some(Instant::now());

@@ -88,6 +88,9 @@ pub enum Command {
     Alert(Alert),
     /// News from the SFU.
     Media(crate::media::MediaNews),
+    /// The server is stopping: close every connection with 1001 and end the call; answers
+    /// once every writer has sent its close frame (or given up).
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// A policy admission waiting for its WebSocket.
@@ -211,6 +214,23 @@ impl Calls {
         }
     }
 
+    /// Closes every connection of every call with 1001 ("going away") so that clients
+    /// reconnect, and waits (at most `limit`) until the close frames are out.
+    pub async fn shutdown(&self, limit: Duration) {
+        let rooms: Vec<_> = {
+            let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            rooms.values().cloned().collect()
+        };
+        let mut done = Vec::new();
+        for tx in rooms {
+            let (reply, answer) = oneshot::channel();
+            if tx.send(Command::Shutdown(reply)).await.is_ok() {
+                done.push(answer);
+            }
+        }
+        let _ = tokio::time::timeout(limit, futures_util::future::join_all(done)).await;
+    }
+
     fn finished(&self, meeting: &MeetingId) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         rooms.remove(meeting);
@@ -275,6 +295,26 @@ async fn run(state: AppState, meeting: MeetingId, mut room: Room, mut rx: mpsc::
             Command::DeviceRevoked(device) => room.handle(Input::DeviceRevoked(device), now()),
             Command::Alert(alert) => room.handle(Input::Alert(alert), now()),
             Command::Media(news) => room.handle(Input::Media(news), now()),
+            Command::Shutdown(reply) => {
+                let closing: Vec<_> = connections
+                    .drain()
+                    .map(|(_, c)| {
+                        let _ = c.tx.try_send(Outgoing::Close(
+                            CloseCode::GoingAway,
+                            "the server is restarting; reconnect".into(),
+                        ));
+                        c.tx
+                    })
+                    .collect();
+                // each writer drops its receiver once its close frame is sent
+                tokio::spawn(async move {
+                    for tx in closing {
+                        tx.closed().await;
+                    }
+                    let _ = reply.send(());
+                });
+                break;
+            }
         }
         drain(&state, meeting, &mut room, &mut connections, resume_reply).await;
         if room.is_empty() {

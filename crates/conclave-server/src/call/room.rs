@@ -765,16 +765,24 @@ impl Room {
             MediaNews::Offer { participant, sdp } => {
                 self.send(participant, ServerMessage::MediaOffer { sdp });
             }
-            MediaNews::Connected(participant) | MediaNews::Disconnected(participant) => {
-                let path = if matches!(news, MediaNews::Connected(_)) {
-                    MediaPath::Udp
-                } else {
-                    MediaPath::Signalling
-                };
+            MediaNews::Connected(participant) => {
                 if let Some(p) = self.find_mut(participant) {
-                    p.media = path;
+                    p.media = MediaPath::Udp;
                 }
                 self.roster_changed();
+            }
+            MediaNews::Disconnected(participant) => {
+                // The SFU heard nothing for the ICE consent timeout: whoever sits in the seat
+                // no longer hears or is heard. Keeping them in the group would keep a member
+                // holding keys who is not really there, so the seat goes and the keys rotate.
+                self.free(
+                    participant,
+                    Some((
+                        CloseCode::MediaLost,
+                        "no media from you for 15 seconds; join again",
+                    )),
+                    "media connection lost",
+                );
             }
             MediaNews::Refused {
                 participant,
