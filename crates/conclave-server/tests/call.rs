@@ -715,3 +715,78 @@ async fn a_participant_whose_udp_is_blackholed_is_removed_and_keys_rotate() {
     let after = settled(&[&olga, &ivan], 2).await;
     assert_ne!(before, after, "the keys rotate without the silent member");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_restart_participants_reconnect_into_a_new_group() {
+    let mut server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan", "max"]).await;
+    let mut calls = Vec::new();
+    for person in &people {
+        calls.push(enter(person, &meeting, &org).await);
+    }
+    let before = settled(&calls.iter().collect::<Vec<_>>(), 3).await;
+    let group = calls[0].with(|s| s.participant.group_id());
+
+    // the operator restarts the server; every connection hears "going away" first
+    tokio::task::block_in_place(|| server.restart());
+    for call in &calls {
+        assert!(call.wait_for(SETTLE, |s| s.closed.is_some()).await);
+        call.with(|s| {
+            let (code, reason) = s.closed.clone().expect("closed");
+            assert_eq!(
+                CloseCode::from_code(code),
+                Some(CloseCode::GoingAway),
+                "{reason}"
+            );
+        });
+    }
+
+    // each participant gets back in on its own: the seat is gone with the old process, so
+    // it asks the policy again and the first one back creates a new group
+    for (call, person) in calls.iter_mut().zip(&people) {
+        let how = call
+            .reconnect(
+                &person.client,
+                &person.device,
+                &org,
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("back in the call");
+        assert_eq!(how, conclave_client::net::Reconnected::Rejoined);
+    }
+    let after = settled(&calls.iter().collect::<Vec<_>>(), 3).await;
+    assert_ne!(before, after);
+    assert_ne!(calls[0].with(|s| s.participant.group_id()), group);
+
+    // and media flows again under the new group's keys
+    for call in &calls {
+        let before = call.with(|s| s.received.video_intact.values().sum::<u64>());
+        assert!(
+            call.wait_for(SETTLE, |s| s.received.video_intact.values().sum::<u64>()
+                > before + 20)
+                .await
+        );
+        call.with(|s| assert_eq!(s.received.altered, 0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_participants_joining_at_the_same_moment_both_get_in() {
+    let server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan", "max", "dana"]).await;
+    let olga = enter(&people[0], &meeting, &org).await;
+    let ivan = enter(&people[1], &meeting, &org).await;
+    let first = settled(&[&olga, &ivan], 2).await;
+    // both ask and connect concurrently: their Adds race for the same epoch
+    let (max, dana) = tokio::join!(
+        enter(&people[2], &meeting, &org),
+        enter(&people[3], &meeting, &org)
+    );
+    let second = settled(&[&olga, &ivan, &max, &dana], 4).await;
+    assert_ne!(first, second);
+    for call in [&olga, &ivan, &max, &dana] {
+        call.with(|s| assert!(s.participant.refusals().is_empty()));
+        assert!(call.wait_for(SETTLE, |s| hears_everyone(s, 5)).await);
+    }
+}

@@ -23,6 +23,8 @@ pub struct Server {
     pub child: Option<Child>,
     pub v4: String,
     pub v6: String,
+    /// The SFU's UDP address, `host:port`.
+    pub media: String,
     pub admin_password: String,
     stdout: mpsc::Receiver<String>,
 }
@@ -32,18 +34,55 @@ impl Server {
     /// 127.0.0.1 and [::1] with ports chosen by the OS.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        Self::write_config(dir.path(), "127.0.0.1:0", "[::1]:0", "127.0.0.1:0");
+        let mut server = Self {
+            dir,
+            child: None,
+            v4: String::new(),
+            v6: String::new(),
+            media: String::new(),
+            admin_password: String::new(),
+            stdout: mpsc::channel().1,
+        };
+        server.launch();
+        assert!(
+            !server.admin_password.is_empty(),
+            "first start prints the admin password"
+        );
+        server
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same data directory and the
+    /// same ports, as an operator restarting it would.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = |url: &str| url.rsplit(':').next().expect("a port").to_string();
+        Self::write_config(
+            self.dir.path(),
+            &format!("127.0.0.1:{}", port(&self.v4)),
+            &format!("[::1]:{}", port(&self.v6)),
+            &self.media.clone(),
+        );
+        self.launch();
+    }
+
+    fn write_config(dir: &Path, v4: &str, v6: &str, media: &str) {
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\", \"[::1]:0\"]\n\
-             [media]\nlisten = \"127.0.0.1:0\"\n\
+            "[server]\nlisten = [\"{v4}\", \"{v6}\"]\n\
+             [media]\nlisten = \"{media}\"\n\
              [storage]\ndata_dir = \"{}\"\n\
              [audit]\nsign_interval_seconds = 1\n\
              [networks]\noffice = [\"127.0.0.1/32\"]\n",
-            dir.path().join("data").display()
+            dir.join("data").display()
         );
-        std::fs::write(dir.path().join("conclave.toml"), config).expect("write config");
+        std::fs::write(dir.join("conclave.toml"), config).expect("write config");
+    }
+
+    /// Starts `conclave serve` with the written config and reads its addresses.
+    fn launch(&mut self) {
         let mut child = Command::new(BINARY)
             .arg("--config")
-            .arg(dir.path().join("conclave.toml"))
+            .arg(self.dir.path().join("conclave.toml"))
             .arg("serve")
             .env("CONCLAVE_LOG", "warn")
             .stdout(Stdio::piped())
@@ -59,33 +98,24 @@ impl Server {
                 }
             }
         });
-        let mut server = Self {
-            dir,
-            child: Some(child),
-            v4: String::new(),
-            v6: String::new(),
-            admin_password: String::new(),
-            stdout: rx,
-        };
+        self.child = Some(child);
+        self.stdout = rx;
         loop {
-            let line = server.line();
+            let line = self.line();
             if let Some(p) = line.strip_prefix("  password: ") {
-                server.admin_password = p.to_string();
+                self.admin_password = p.to_string();
+            } else if let Some(addr) = line.strip_prefix("media on udp://") {
+                self.media = addr.to_string();
             } else if let Some(url) = line.strip_prefix("listening on ") {
                 if url.contains('[') {
-                    server.v6 = url.to_string();
+                    self.v6 = url.to_string();
                 } else {
-                    server.v4 = url.to_string();
+                    self.v4 = url.to_string();
                 }
             } else if line.starts_with("Conclave is ready") {
                 break;
             }
         }
-        assert!(
-            !server.admin_password.is_empty(),
-            "first start prints the admin password"
-        );
-        server
     }
 
     /// The next line the server printed.
