@@ -67,12 +67,18 @@ pub struct MediaConfig {
     /// The one UDP address all calls' media uses (ICE-lite: it is also the only candidate
     /// participants are given, so it must be a concrete address they can reach).
     pub listen: SocketAddr,
+    /// Append every frame the SFU forwards, as the SFU sees it, to this file (JSON lines:
+    /// meeting, participant, kind, base64 payload). Off by default. What it records is what a
+    /// compromised server could record: SFrame ciphertext behind codec headers. For audits
+    /// showing that, and for tests; it grows fast.
+    pub tap: Option<std::path::PathBuf>,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 3478)),
+            tap: None,
         }
     }
 }

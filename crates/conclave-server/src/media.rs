@@ -162,6 +162,23 @@ impl MediaTask {
         } = self;
         let mut sfu = Sfu::new(local, Instant::now());
         let mut ids = Ids::default();
+        let mut tap = match &state.config.media.tap {
+            Some(path) => match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(file) => {
+                    sfu.set_tap(true);
+                    Some(file)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, path = %path.display(), "media tap not opened");
+                    None
+                }
+            },
+            None => None,
+        };
         let mut buf = vec![0u8; 2048];
         loop {
             let deadline = loop {
@@ -170,6 +187,14 @@ impl MediaTask {
                         if let Err(e) = socket.send_to(&t.contents, t.destination).await {
                             tracing::debug!(error = %e, "media datagram not sent");
                         }
+                    }
+                    Output::Event(SfuEvent::Tapped {
+                        call,
+                        participant,
+                        audio,
+                        payload,
+                    }) => {
+                        record(tap.as_mut(), &ids, call, participant, audio, &payload);
                     }
                     Output::Event(event) => news(&state, &ids, event),
                     Output::Timeout(at) => break at,
@@ -259,6 +284,30 @@ fn apply(
                 sfu.request_keyframes(call);
             }
         }
+    }
+}
+
+/// Appends one tapped frame to the tap file (a line per frame: one `write`, so lines stay
+/// whole). Blocking, but the tap is an audit tool, not a production path.
+fn record(
+    tap: Option<&mut std::fs::File>,
+    ids: &Ids,
+    call: CallId,
+    participant: conclave_sfu::ParticipantId,
+    audio: bool,
+    payload: &[u8],
+) {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let Some(file) = tap else { return };
+    let line = serde_json::json!({
+        "meeting": ids.meetings.get(&call).map(ToString::to_string),
+        "participant": ids.ours.get(&participant).map(ToString::to_string),
+        "kind": if audio { "audio" } else { "video" },
+        "payload": base64::engine::general_purpose::STANDARD.encode(payload),
+    });
+    if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
+        tracing::warn!(error = %e, "media tap write failed");
     }
 }
 

@@ -790,3 +790,126 @@ async fn two_participants_joining_at_the_same_moment_both_get_in() {
         assert!(call.wait_for(SETTLE, |s| hears_everyone(s, 5)).await);
     }
 }
+
+/// The frames in the SFU's tap file from line `from` on: (audio?, payload).
+fn tapped(server: &Server, from: usize) -> Vec<(bool, Vec<u8>)> {
+    use base64::Engine as _;
+    let path = server.tap.as_ref().expect("tapped server");
+    std::fs::read_to_string(path)
+        .expect("tap file")
+        .lines()
+        .skip(from)
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(v["payload"].as_str().expect("payload"))
+                .expect("base64");
+            (v["kind"] == "audio", payload)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_sfu_forwards_after_a_member_left_is_closed_to_its_keys() {
+    use conclave_frame::{Codec, FrameConfig, FrameCrypto, FrameError};
+    let server = Server::start_tapped();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan", "max"]).await;
+    let olga = enter(&people[0], &meeting, &org).await;
+    let ivan = enter(&people[1], &meeting, &org).await;
+    let max = enter(&people[2], &meeting, &org).await;
+    settled(&[&olga, &ivan, &max], 3).await;
+    for call in [&olga, &ivan, &max] {
+        assert!(call.wait_for(SETTLE, |s| hears_everyone(s, 5)).await);
+    }
+    // what Max takes away: the epoch's media secret
+    let keys = max.with(|s| s.participant.key_material().cloned().expect("keys"));
+    let before = tapped(&server, 0).len();
+    max.leave().await;
+    settled(&[&olga, &ivan], 2).await;
+    let new = olga.with(|s| s.participant.key_material().cloned().expect("keys"));
+    // from when both remaining members seal under the new epoch (and what was in flight
+    // has arrived), everything the SFU forwards is under keys Max never had
+    for call in [&olga, &ivan] {
+        assert!(
+            call.wait_for(SETTLE, |s| s.media.as_ref().and_then(|m| m.epoch())
+                == Some(new.epoch))
+                .await
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mark = tapped(&server, 0).len();
+    let video = |s: &conclave_client::net::CallState| s.received.video_intact.values().sum::<u64>();
+    let seen = olga.with(video);
+    assert!(olga.wait_for(SETTLE, |s| video(s) > seen + 30).await);
+    let capture_before = tapped(&server, 0);
+    let capture_after = tapped(&server, mark);
+    assert!(
+        capture_after.len() >= 20,
+        "a real capture: {}",
+        capture_after.len()
+    );
+
+    let codec = |audio: bool| if audio { Codec::Opus } else { Codec::Vp8 };
+    // control: with the right key the capture opens (it is what members receive)
+    let mut as_member = FrameCrypto::new(FrameConfig::default());
+    as_member
+        .set_epoch(
+            keys.epoch,
+            keys.secret.expose(),
+            keys.own_leaf,
+            &keys.members,
+            0,
+        )
+        .expect("Max's epoch");
+    let opened = capture_before[..before]
+        .iter()
+        .filter(|(audio, frame)| as_member.open(codec(*audio), frame, 0).is_ok())
+        .count();
+    assert!(
+        opened > 10,
+        "Max's keys open what was sent while Max was a member"
+    );
+
+    // after the leave, nothing opens with Max's keys: not as their own epoch (the frames
+    // name the new one) and not when Max tries the old secret as the new epoch's
+    let mut forged = FrameCrypto::new(FrameConfig::default());
+    forged
+        .set_epoch(
+            new.epoch,
+            keys.secret.expose(),
+            new.own_leaf,
+            &new.members,
+            0,
+        )
+        .expect("forged epoch");
+    let mut refused = 0;
+    for (audio, frame) in &capture_after {
+        assert!(as_member.open(codec(*audio), frame, 0).is_err());
+        match forged.open(codec(*audio), frame, 0) {
+            Err(FrameError::Authentication) => refused += 1,
+            other => assert!(other.is_err(), "opened with a departed member's key"),
+        }
+    }
+    assert!(
+        refused >= 20,
+        "{refused} of {} refused by authentication",
+        capture_after.len()
+    );
+    // and beyond the clear VP8 header (at most 10 bytes) the SFU sees no plaintext: bytes
+    // agree with any sample frame at the same offsets only as often as chance has it
+    let samples = conclave_client::media::files::sample_video();
+    for (_, frame) in capture_after.iter().filter(|(audio, _)| !audio) {
+        for sample in &samples.frames {
+            let same = frame
+                .iter()
+                .zip(&sample.data)
+                .skip(10)
+                .filter(|(a, b)| a == b)
+                .count();
+            assert!(
+                same * 16 < frame.len().max(64),
+                "plaintext in the SFU's view"
+            );
+        }
+    }
+}

@@ -180,6 +180,19 @@ pub enum SfuEvent {
         /// The SDP offer.
         sdp: String,
     },
+    /// A frame the SFU forwards, exactly as it sees it (only with [`Sfu::set_tap`]): the
+    /// RTP payload after SRTP, which for Conclave is an SFrame ciphertext. For audits that
+    /// the server cannot read media, and for tests.
+    Tapped {
+        /// The sender's call.
+        call: CallId,
+        /// The sender.
+        participant: ParticipantId,
+        /// Audio (else video).
+        audio: bool,
+        /// The frame.
+        payload: Vec<u8>,
+    },
     /// The SFU asked a sender for a key frame (RTCP PLI or FIR); for metrics and tests.
     KeyframeRequested {
         /// The sender's call.
@@ -333,6 +346,8 @@ pub struct Sfu {
     /// The latest `now` the driver gave.
     now: Instant,
     stats: SfuStats,
+    /// Report every forwarded frame ([`SfuEvent::Tapped`]).
+    tap: bool,
 }
 
 impl fmt::Debug for Sfu {
@@ -359,7 +374,13 @@ impl Sfu {
             outputs: VecDeque::new(),
             now,
             stats: SfuStats::default(),
+            tap: false,
         }
+    }
+
+    /// Reports every frame forwarded from now on as [`SfuEvent::Tapped`] (or stops).
+    pub fn set_tap(&mut self, on: bool) {
+        self.tap = on;
     }
 
     /// The address given to [`Sfu::new`].
@@ -798,6 +819,14 @@ impl Sfu {
             return;
         };
         let call = sender.call;
+        if self.tap {
+            self.outputs.push_back(Output::Event(SfuEvent::Tapped {
+                call,
+                participant: origin,
+                audio: data.params.spec().codec.is_audio(),
+                payload: data.data.to_vec(),
+            }));
+        }
         if data.rid.is_some() {
             // Simulcast layers are not chosen yet: only unlayered streams are forwarded.
             self.stats.frames_dropped += 1;

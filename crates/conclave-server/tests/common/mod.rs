@@ -25,6 +25,8 @@ pub struct Server {
     pub v6: String,
     /// The SFU's UDP address, `host:port`.
     pub media: String,
+    /// Where the SFU writes every frame it forwards, if it does ([`Server::start_tapped`]).
+    pub tap: Option<PathBuf>,
     pub admin_password: String,
     stdout: mpsc::Receiver<String>,
 }
@@ -33,14 +35,32 @@ impl Server {
     /// Writes a config trusting only 127.0.0.1/32 and starts `conclave serve` on
     /// 127.0.0.1 and [::1] with ports chosen by the OS.
     pub fn start() -> Self {
+        Self::start_with_tap(false)
+    }
+
+    /// [`Server::start`] with the SFU's media tap on: every forwarded frame goes to
+    /// [`Server::tap`].
+    pub fn start_tapped() -> Self {
+        Self::start_with_tap(true)
+    }
+
+    fn start_with_tap(tap: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::write_config(dir.path(), "127.0.0.1:0", "[::1]:0", "127.0.0.1:0");
+        let tap = tap.then(|| dir.path().join("tap.jsonl"));
+        Self::write_config(
+            dir.path(),
+            "127.0.0.1:0",
+            "[::1]:0",
+            "127.0.0.1:0",
+            tap.as_deref(),
+        );
         let mut server = Self {
             dir,
             child: None,
             v4: String::new(),
             v6: String::new(),
             media: String::new(),
+            tap,
             admin_password: String::new(),
             stdout: mpsc::channel().1,
         };
@@ -62,14 +82,16 @@ impl Server {
             &format!("127.0.0.1:{}", port(&self.v4)),
             &format!("[::1]:{}", port(&self.v6)),
             &self.media.clone(),
+            self.tap.clone().as_deref(),
         );
         self.launch();
     }
 
-    fn write_config(dir: &Path, v4: &str, v6: &str, media: &str) {
+    fn write_config(dir: &Path, v4: &str, v6: &str, media: &str, tap: Option<&Path>) {
+        let tap = tap.map_or(String::new(), |t| format!("tap = \"{}\"\n", t.display()));
         let config = format!(
             "[server]\nlisten = [\"{v4}\", \"{v6}\"]\n\
-             [media]\nlisten = \"{media}\"\n\
+             [media]\nlisten = \"{media}\"\n{tap}\
              [storage]\ndata_dir = \"{}\"\n\
              [audit]\nsign_interval_seconds = 1\n\
              [networks]\noffice = [\"127.0.0.1/32\"]\n",
