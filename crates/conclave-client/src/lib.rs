@@ -88,6 +88,8 @@ pub struct Participant {
     errors: Vec<String>,
     keys: Option<KeyMaterial>,
     waiting: Option<Vec<String>>,
+    /// The active speaker, as the server last said.
+    speaker: Option<ParticipantId>,
     /// Server messages received on this seat (for resumption and acknowledgements).
     received: u64,
 }
@@ -138,6 +140,7 @@ impl Participant {
             errors: Vec::new(),
             keys: None,
             waiting: None,
+            speaker: None,
             received: 0,
         })
     }
@@ -252,6 +255,10 @@ impl Participant {
             }
             ServerMessage::Refused { reason } => {
                 self.errors.push(reason);
+                Ok(())
+            }
+            ServerMessage::Speaker { participant } => {
+                self.speaker = Some(participant);
                 Ok(())
             }
             _ => Ok(()),
@@ -401,6 +408,11 @@ impl Participant {
     /// Server refusals and messages that could not be applied.
     pub fn errors(&self) -> &[String] {
         &self.errors
+    }
+
+    /// The call's active speaker, once the server named one.
+    pub fn active_speaker(&self) -> Option<ParticipantId> {
+        self.speaker
     }
 
     /// The current epoch's media key material.

@@ -91,6 +91,12 @@ use crate::KeyMaterial;
 /// The timeout [`Media::poll_output`] gives once the connection is gone.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Audio above this level (dBov) is flagged as voice in the audio level extension.
+const VOICE_DBOV: i8 = -60;
+
+/// The level stated on audio packets until [`Media::set_audio_level`]: ordinary speech.
+pub const DEFAULT_AUDIO_LEVEL_DBOV: i8 = -30;
+
 /// What [`Media::poll_output`] returns.
 #[derive(Debug)]
 pub enum Output {
@@ -354,6 +360,8 @@ pub struct Media {
     now: Instant,
     events: VecDeque<MediaEvent>,
     stats: MediaStats,
+    /// Stated on every audio packet (RFC 6464 dBov).
+    audio_level: i8,
 }
 
 impl fmt::Debug for Media {
@@ -396,6 +404,7 @@ impl Media {
             now,
             events: VecDeque::new(),
             stats: MediaStats::default(),
+            audio_level: DEFAULT_AUDIO_LEVEL_DBOV,
         })
     }
 
@@ -536,6 +545,13 @@ impl Media {
         self.send(now, Kind::Audio, opus_packet)?;
         self.stats.audio_sent += 1;
         Ok(())
+    }
+
+    /// The level (RFC 6464 dBov: 0 loudest, -127 silence) stated on the audio packets sent
+    /// from now on. A native participant sends recorded Opus it does not decode, so it states
+    /// a level rather than measuring one; browsers measure theirs.
+    pub fn set_audio_level(&mut self, dbov: i8) {
+        self.audio_level = dbov.clamp(-127, 0);
     }
 
     /// Seals one VP8 frame and writes it on our video track; `keyframe` says whether it is a
@@ -751,7 +767,11 @@ impl Media {
         let elapsed = now.saturating_duration_since(self.start);
         let time = MediaTime::from_micros(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
             .rebase(frequency);
-        let writer = self.rtc.writer(mid).ok_or(MediaError::NoTrack(kind))?;
+        let mut writer = self.rtc.writer(mid).ok_or(MediaError::NoTrack(kind))?;
+        if kind == Kind::Audio {
+            // outside the encrypted payload, for the SFU's active speaker detection
+            writer = writer.audio_level(self.audio_level, self.audio_level > VOICE_DBOV);
+        }
         writer
             .write(pt, now, time, sealed)
             .map_err(|e| MediaError::Write(e.to_string()))

@@ -137,6 +137,9 @@ pub struct MediaOptions {
     pub video: bool,
     /// Video frames per second (the sample is played faster or slower).
     pub video_fps: u32,
+    /// The audio level stated on audio packets (RFC 6464 dBov: 0 loudest, -127 silence),
+    /// from which the SFU picks the active speaker.
+    pub audio_level: i8,
 }
 
 impl Default for MediaOptions {
@@ -145,6 +148,7 @@ impl Default for MediaOptions {
             audio: true,
             video: true,
             video_fps: 15,
+            audio_level: crate::media::DEFAULT_AUDIO_LEVEL_DBOV,
         }
     }
 }
@@ -978,6 +982,7 @@ async fn run(
                     .ok()
                     .and_then(|local| crate::media::Media::new(local, Instant::now()).ok());
                 if let Some(mut media) = started {
+                    media.set_audio_level(options.audio_level);
                     let _ = media.set_keys(keys, Instant::now());
                     if let Ok(sdp) = media.offer() {
                         outgoing.push(ClientMessage::MediaOffer { sdp });

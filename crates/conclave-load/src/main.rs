@@ -315,6 +315,7 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
             audio: true,
             video: i < args.video_senders,
             video_fps: args.fps,
+            ..MediaOptions::default()
         };
         let call = enter(person, &meeting, &organisation, options).await?;
         if !call

@@ -324,6 +324,12 @@ pub enum ServerMessage {
     },
     /// Something hosts should know (hosts only).
     Alert(Alert),
+    /// The call's active speaker changed (judged by the SFU from the audio level header
+    /// extension, which senders leave outside the encrypted payload).
+    Speaker {
+        /// Who speaks now.
+        participant: ParticipantId,
+    },
     /// Answer to [`ClientMessage::Ping`].
     Pong {
         /// The ping's nonce.

@@ -62,6 +62,8 @@ pub enum MediaNews {
     Connected(ParticipantId),
     /// The participant's media connection is gone.
     Disconnected(ParticipantId),
+    /// The participant became the call's active speaker.
+    Speaker(ParticipantId),
     /// The SFU refused the participant's SDP.
     Refused {
         /// Who.
@@ -324,6 +326,11 @@ fn news(state: &AppState, ids: &Ids, event: SfuEvent) {
         SfuEvent::Disconnected { call, participant } => {
             if let Some((meeting, participant)) = find(call, participant) {
                 tell(state, meeting, MediaNews::Disconnected(participant));
+            }
+        }
+        SfuEvent::ActiveSpeaker { call, participant } => {
+            if let Some((meeting, participant)) = find(call, participant) {
+                tell(state, meeting, MediaNews::Speaker(participant));
             }
         }
         SfuEvent::Offer {

@@ -913,3 +913,42 @@ async fn what_the_sfu_forwards_after_a_member_left_is_closed_to_its_keys() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyone_sees_the_loudest_participant_as_the_active_speaker() {
+    let server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan", "max"]).await;
+    let mut calls = Vec::new();
+    // Ivan talks; Olga and Max are in quiet rooms
+    for (person, level) in people.iter().zip([-75, -20, -70]) {
+        let JoinAnswer::Admitted { ticket } = person
+            .client
+            .join(&meeting, &person.device)
+            .await
+            .expect("join")
+        else {
+            panic!("not admitted");
+        };
+        let options = conclave_client::net::MediaOptions {
+            audio_level: level,
+            ..Default::default()
+        };
+        calls.push(
+            person
+                .client
+                .connect_with(&meeting, &person.device, &org, ticket, options)
+                .await
+                .expect("connect"),
+        );
+    }
+    settled(&calls.iter().collect::<Vec<_>>(), 3).await;
+    let ivan = calls[1].with(|s| s.participant.id()).expect("seated");
+    for call in &calls {
+        assert!(
+            call.wait_for(SETTLE, |s| s.participant.active_speaker() == Some(ivan))
+                .await,
+            "{:?}",
+            call.with(|s| s.participant.active_speaker())
+        );
+    }
+}

@@ -34,6 +34,13 @@
 //! (throttled), asks when the incoming stream has a gap, and [`Sfu::request_keyframes`] lets the
 //! server ask every sender of a call after each MLS epoch change.
 //!
+//! # Active speaker
+//!
+//! Senders state each audio packet's level in the RFC 6464 header extension, outside the
+//! encrypted payload. The SFU smooths it per participant and reports a new speaker of a call
+//! ([`SfuEvent::ActiveSpeaker`]) when someone above a speech threshold is clearly louder than
+//! the current speaker or the current speaker fell silent.
+//!
 //! # Run loop
 //!
 //! Sans-IO like `str0m` itself: no sockets, no tasks, no clock reads. The driver feeds input
@@ -74,8 +81,6 @@
 //!   only"; the load goal (within 2× of a bare relay) may need it.
 //! - Simulcast is not forwarded (layered streams are dropped and counted); no layer choice
 //!   from bandwidth estimation (TWCC/REMB) yet.
-//! - The audio level header extension is passed through to receivers, but there is no active
-//!   speaker detection.
 //! - A gap that retransmission does not fill holds a receiver's video back for `str0m`'s
 //!   video reordering timeout (2 s).
 //!
@@ -85,6 +90,8 @@
 //! ([`ReceiveError`], [`SfuStats`]). Signalling mistakes are [`SfuError`]s, which separate a bad
 //! SDP from the peer ([`SfuError::BadSdp`]) from misuse by the caller (an unknown participant,
 //! an answer nobody asked for).
+
+mod speaker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -192,6 +199,14 @@ pub enum SfuEvent {
         audio: bool,
         /// The frame.
         payload: Vec<u8>,
+    },
+    /// Another participant became the call's active speaker, judged from the audio level
+    /// header extension (RFC 6464) of what they send.
+    ActiveSpeaker {
+        /// The call.
+        call: CallId,
+        /// Who speaks now.
+        participant: ParticipantId,
     },
     /// The SFU asked a sender for a key frame (RTCP PLI or FIR); for metrics and tests.
     KeyframeRequested {
@@ -348,6 +363,8 @@ pub struct Sfu {
     stats: SfuStats,
     /// Report every forwarded frame ([`SfuEvent::Tapped`]).
     tap: bool,
+    /// Who speaks, per call.
+    speakers: HashMap<CallId, speaker::SpeakerDetector>,
 }
 
 impl fmt::Debug for Sfu {
@@ -375,6 +392,7 @@ impl Sfu {
             now,
             stats: SfuStats::default(),
             tap: false,
+            speakers: HashMap::new(),
         }
     }
 
@@ -475,6 +493,12 @@ impl Sfu {
         };
         gone.rtc.disconnect();
         self.dirty.remove(&participant);
+        if let Some(speakers) = self.speakers.get_mut(&gone.call) {
+            speakers.remove(participant);
+        }
+        if !self.participants.values().any(|p| p.call == gone.call) {
+            self.speakers.remove(&gone.call);
+        }
         self.by_address.retain(|_, p| *p != participant);
         for (id, other) in &mut self.participants {
             if other.call != gone.call {
@@ -826,6 +850,17 @@ impl Sfu {
                 audio: data.params.spec().codec.is_audio(),
                 payload: data.data.to_vec(),
             }));
+        }
+        if let Some(level) = data.ext_vals.audio_level {
+            let speaker = self
+                .speakers
+                .entry(call)
+                .or_default()
+                .observe(origin, level, self.now);
+            if let Some(participant) = speaker {
+                self.outputs
+                    .push_back(Output::Event(SfuEvent::ActiveSpeaker { call, participant }));
+            }
         }
         if data.rid.is_some() {
             // Simulcast layers are not chosen yet: only unlayered streams are forwarded.

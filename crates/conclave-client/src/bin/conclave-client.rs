@@ -75,6 +75,10 @@ enum Command {
         /// Video frames per second.
         #[arg(long, default_value_t = 15)]
         fps: u32,
+        /// The audio level stated on audio packets, in dBov (0 loudest, -127 silence): the
+        /// samples are sent as recorded, so the level that picks the active speaker is given.
+        #[arg(long, default_value_t = -30, allow_negative_numbers = true)]
+        level: i8,
         /// As a host: admit everyone who waits in the lobby.
         #[arg(long)]
         admit_waiting: bool,
@@ -154,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         no_audio,
         no_video,
         fps,
+        level,
         admit_waiting,
         json,
     } = cli.command;
@@ -182,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         audio: !no_audio,
         video: !no_video,
         video_fps: fps,
+        audio_level: level,
     };
     let mut call = client
         .connect_with(&meeting, &device, &organisation, ticket, options)
@@ -319,6 +325,7 @@ struct Seen {
     lobby: usize,
     refusals: usize,
     admitted: Vec<conclave_types::ParticipantId>,
+    speaker: Option<conclave_types::ParticipantId>,
 }
 
 impl Seen {
@@ -331,6 +338,16 @@ impl Seen {
                     p.epoch().unwrap_or(0)
                 ));
                 self.code = Some(code);
+            }
+        }
+        if p.active_speaker() != self.speaker {
+            self.speaker = p.active_speaker();
+            if let Some(speaker) = p
+                .roster()
+                .iter()
+                .find(|e| Some(e.participant) == self.speaker)
+            {
+                say(&format!("{} is speaking", speaker.display_name));
             }
         }
         let roster: Vec<String> = p.roster().iter().map(roster_line).collect();
@@ -417,6 +434,7 @@ fn report(s: &CallState, asked: Instant) -> Value {
     json!({
         "participant": p.id().map(|id| id.to_string()),
         "security_code": p.security_code(),
+        "active_speaker": p.active_speaker().map(|id| id.to_string()),
         "epoch": p.epoch(),
         "codes": p.codes().iter().map(|(e, c)| json!({"epoch": e, "code": c})).collect::<Vec<_>>(),
         "roster": p.roster(),

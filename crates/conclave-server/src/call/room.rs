@@ -784,6 +784,9 @@ impl Room {
                     "media connection lost",
                 );
             }
+            MediaNews::Speaker(participant) => {
+                self.broadcast_members(&ServerMessage::Speaker { participant });
+            }
             MediaNews::Refused {
                 participant,
                 reason,
