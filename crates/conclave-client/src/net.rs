@@ -128,13 +128,25 @@ impl Device {
     }
 }
 
+/// Which bundled VP8 sample a native participant sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VideoSample {
+    /// 320x180, about 200 kbit/s at 15 frames a second.
+    #[default]
+    Small,
+    /// 640x360, about 1.3 Mbit/s at 30 frames a second (a realistic top simulcast layer).
+    Hd,
+}
+
 /// What a native participant sends over media.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MediaOptions {
     /// Send the bundled Opus sample (20 ms packets).
     pub audio: bool,
-    /// Send the bundled VP8 sample.
+    /// Send a bundled VP8 sample.
     pub video: bool,
+    /// Which one.
+    pub video_sample: VideoSample,
     /// Video frames per second (the sample is played faster or slower).
     pub video_fps: u32,
     /// The audio level stated on audio packets (RFC 6464 dBov: 0 loudest, -127 silence),
@@ -147,6 +159,7 @@ impl Default for MediaOptions {
         Self {
             audio: true,
             video: true,
+            video_sample: VideoSample::Small,
             video_fps: 15,
             audio_level: crate::media::DEFAULT_AUDIO_LEVEL_DBOV,
         }
@@ -822,13 +835,20 @@ struct Pacer {
 
 impl Pacer {
     fn new(options: MediaOptions) -> Self {
-        let video = crate::media::files::sample_video().frames;
+        let small = crate::media::files::sample_video().frames;
+        let hd = crate::media::files::sample_video_hd().frames;
         let audio = crate::media::files::sample_audio().packets;
-        let known = video
+        // what others send may be either sample
+        let known = small
             .iter()
+            .chain(&hd)
             .map(|f| f.data.clone())
             .chain(audio.iter().map(|p| p.data.clone()))
             .collect();
+        let video = match options.video_sample {
+            VideoSample::Small => small,
+            VideoSample::Hd => hd,
+        };
         let now = tokio::time::Instant::now();
         Self {
             options,

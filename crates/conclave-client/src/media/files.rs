@@ -1,10 +1,11 @@
 //! Real media for the native participant: VP8 frames from IVF files and Opus packets from
 //! Ogg files, so that what a native participant sends is something browsers can decode.
 //!
-//! The two sample files in the crate's `media/` directory were made once with ffmpeg (the
+//! The sample files in the crate's `media/` directory were made once with ffmpeg (the
 //! commands are in `media/README.md`) and are compiled into the crate ([`SAMPLE_VP8_IVF`],
-//! [`SAMPLE_OPUS_OGG`]): they are small (about 38 KB together), and a participant binary run
-//! from anywhere (a load test on another machine, a container) needs no path to find them.
+//! [`SAMPLE_VP8_IVF_HD`], [`SAMPLE_OPUS_OGG`]): they are small (about 200 KB together), and a
+//! participant binary run from anywhere (a load test on another machine, a container) needs
+//! no path to find them.
 //!
 //! The parsers are deliberately small: IVF is a 32-byte header and 12-byte frame headers;
 //! Ogg is pages of lacing values (RFC 3533) whose CRC is checked, and Ogg Opus (RFC 7845)
@@ -16,6 +17,11 @@ use std::time::Duration;
 /// The sample video: 2 s of ffmpeg's `testsrc` at 320x180, 15 frames a second, VP8 with a key
 /// frame every 15 frames, in IVF.
 pub const SAMPLE_VP8_IVF: &[u8] = include_bytes!("../../media/testsrc-320x180-15fps.ivf");
+
+/// The load sample: 1 s of ffmpeg's `testsrc` with noise (so that it compresses like a camera
+/// picture) at 640x360, 30 frames a second, VP8 at about 1.3 Mbit/s with a key frame at the
+/// start, in IVF: a realistic top simulcast layer.
+pub const SAMPLE_VP8_IVF_HD: &[u8] = include_bytes!("../../media/testsrc-640x360-30fps.ivf");
 
 /// The sample audio: 2 s of a 440 Hz sine, Opus in 20 ms packets at 48 kHz, mono, in Ogg.
 pub const SAMPLE_OPUS_OGG: &[u8] = include_bytes!("../../media/sine-440hz-20ms.ogg");
@@ -294,6 +300,15 @@ pub fn sample_video() -> Ivf {
     parse_ivf(SAMPLE_VP8_IVF).expect("the bundled IVF sample parses (tested in this module)")
 }
 
+/// The load sample ([`SAMPLE_VP8_IVF_HD`]), parsed.
+///
+/// # Panics
+/// Never with the file the crate ships (its parse is tested); the `expect` names that.
+pub fn sample_video_hd() -> Ivf {
+    #[allow(clippy::expect_used)]
+    parse_ivf(SAMPLE_VP8_IVF_HD).expect("the bundled IVF sample parses (tested in this module)")
+}
+
 /// The sample audio, parsed.
 ///
 /// # Panics
@@ -335,6 +350,17 @@ mod tests {
         assert_eq!(&key[3..6], [0x9d, 0x01, 0x2a]);
         assert_eq!(u16::from_le_bytes([key[6], key[7]]) & 0x3fff, 320);
         assert_eq!(u16::from_le_bytes([key[8], key[9]]) & 0x3fff, 180);
+    }
+
+    #[test]
+    fn the_load_sample_is_one_second_of_640x360_at_30_fps_and_about_a_megabit() {
+        let ivf = sample_video_hd();
+        assert_eq!((ivf.width, ivf.height), (640, 360));
+        assert_eq!(ivf.frames.len(), 30);
+        assert!(ivf.frames[0].keyframe);
+        assert!(ivf.frames[1..].iter().all(|f| !f.keyframe));
+        let bits: usize = ivf.frames.iter().map(|f| f.data.len() * 8).sum();
+        assert!((1_000_000..1_600_000).contains(&bits), "{bits} bit/s");
     }
 
     #[test]
