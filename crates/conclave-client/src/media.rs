@@ -439,12 +439,29 @@ impl Media {
     /// # Errors
     /// [`MediaError::AlreadyOffered`] on a second call.
     pub fn offer(&mut self) -> Result<String, MediaError> {
+        self.offer_simulcast(&[])
+    }
+
+    /// [`Media::offer`] with the video sent as simulcast layers named by these RTP stream ids
+    /// (RFC 8851 `rid`s, highest quality first), each then written with
+    /// [`Media::send_video_layer`]. No ids: a single video stream.
+    ///
+    /// # Errors
+    /// As [`Media::offer`].
+    pub fn offer_simulcast(&mut self, rids: &[&str]) -> Result<String, MediaError> {
         if self.audio.is_some() || self.pending.is_some() {
             return Err(MediaError::AlreadyOffered);
         }
+        let simulcast = (!rids.is_empty()).then(|| {
+            let mut s = str0m::media::Simulcast::new();
+            for rid in rids {
+                s.add_send_layer(str0m::media::SimulcastLayer::new(rid));
+            }
+            s
+        });
         let mut change = self.rtc.sdp_api();
         let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
         let Some((offer, pending)) = change.apply() else {
             return Err(MediaError::AlreadyOffered);
         };
@@ -542,7 +559,7 @@ impl Media {
     /// counter is spent), [`MediaError::NoTrack`] if the SFU refused our audio or Opus,
     /// [`MediaError::Seal`] without keys, [`MediaError::Write`] if `str0m` refuses it.
     pub fn send_audio(&mut self, now: Instant, opus_packet: &[u8]) -> Result<(), MediaError> {
-        self.send(now, Kind::Audio, opus_packet)?;
+        self.send(now, Kind::Audio, None, opus_packet)?;
         self.stats.audio_sent += 1;
         Ok(())
     }
@@ -566,7 +583,23 @@ impl Media {
         vp8_frame: &[u8],
         keyframe: bool,
     ) -> Result<(), MediaError> {
-        self.send(now, Kind::Video, vp8_frame)?;
+        self.send_video_layer(now, None, vp8_frame, keyframe)
+    }
+
+    /// [`Media::send_video`] for one simulcast layer (`rid` as offered with
+    /// [`Media::offer_simulcast`]); `None` for unlayered video. Every layer's frames are sealed
+    /// with the same sender key, each under its own frame counter.
+    ///
+    /// # Errors
+    /// As [`Media::send_video`].
+    pub fn send_video_layer(
+        &mut self,
+        now: Instant,
+        rid: Option<&str>,
+        vp8_frame: &[u8],
+        keyframe: bool,
+    ) -> Result<(), MediaError> {
+        self.send(now, Kind::Video, rid, vp8_frame)?;
         self.stats.video_sent += 1;
         if keyframe {
             self.stats.keyframes_sent += 1;
@@ -734,7 +767,13 @@ impl Media {
         }));
     }
 
-    fn send(&mut self, now: Instant, kind: Kind, frame: &[u8]) -> Result<(), MediaError> {
+    fn send(
+        &mut self,
+        now: Instant,
+        kind: Kind,
+        rid: Option<&str>,
+        frame: &[u8],
+    ) -> Result<(), MediaError> {
         self.advance(now);
         if !self.is_connected() {
             return Err(MediaError::NotConnected);
@@ -771,6 +810,9 @@ impl Media {
         if kind == Kind::Audio {
             // outside the encrypted payload, for the SFU's active speaker detection
             writer = writer.audio_level(self.audio_level, self.audio_level > VOICE_DBOV);
+        }
+        if let Some(rid) = rid {
+            writer = writer.rid(str0m::media::Rid::from(rid));
         }
         writer
             .write(pt, now, time, sealed)

@@ -149,6 +149,10 @@ pub struct MediaOptions {
     pub video_sample: VideoSample,
     /// Video frames per second (the sample is played faster or slower).
     pub video_fps: u32,
+    /// Send the video as three simulcast layers (`h` 640x360, `m` 320x180, `l` 160x90, at
+    /// `video_fps`) instead of `video_sample`; the SFU forwards each receiver the layer its
+    /// bandwidth allows.
+    pub simulcast: bool,
     /// The audio level stated on audio packets (RFC 6464 dBov: 0 loudest, -127 silence),
     /// from which the SFU picks the active speaker.
     pub audio_level: i8,
@@ -161,6 +165,7 @@ impl Default for MediaOptions {
             video: true,
             video_sample: VideoSample::Small,
             video_fps: 15,
+            simulcast: false,
             audio_level: crate::media::DEFAULT_AUDIO_LEVEL_DBOV,
         }
     }
@@ -811,6 +816,9 @@ pub struct Received {
     pub altered: u64,
     /// When the first remote frame opened intact.
     pub first_frame: Option<Instant>,
+    /// Intact video frames by the sample they are from: `small`, or the simulcast layer
+    /// `h`, `m`, `l` (the first is also the `--hd` sample).
+    pub video_samples: std::collections::BTreeMap<&'static str, u64>,
     /// UDP datagrams received on the media socket.
     pub datagrams_in: u64,
     /// Their bytes.
@@ -824,30 +832,47 @@ pub struct Received {
 /// The samples a native participant sends, in a loop, at their real rate.
 struct Pacer {
     options: MediaOptions,
-    video: Vec<crate::media::files::VideoFrame>,
+    /// The video sent: one unlayered stream, or the simulcast layers by rid.
+    video: Vec<(Option<&'static str>, Vec<crate::media::files::VideoFrame>)>,
     audio: Vec<crate::media::files::AudioPacket>,
     next_video: usize,
     next_audio: usize,
     video_due: tokio::time::Instant,
     audio_due: tokio::time::Instant,
-    known: std::collections::HashSet<Vec<u8>>,
+    /// Every frame any native participant may send, and which sample it is from.
+    known: std::collections::HashMap<Vec<u8>, &'static str>,
 }
 
 impl Pacer {
     fn new(options: MediaOptions) -> Self {
         let small = crate::media::files::sample_video().frames;
-        let hd = crate::media::files::sample_video_hd().frames;
+        let layers = crate::media::files::simulcast_layers();
         let audio = crate::media::files::sample_audio().packets;
-        // what others send may be either sample
-        let known = small
-            .iter()
-            .chain(&hd)
-            .map(|f| f.data.clone())
-            .chain(audio.iter().map(|p| p.data.clone()))
-            .collect();
-        let video = match options.video_sample {
-            VideoSample::Small => small,
-            VideoSample::Hd => hd,
+        let mut known = std::collections::HashMap::new();
+        for f in &small {
+            known.insert(f.data.clone(), "small");
+        }
+        for (rid, ivf) in &layers {
+            for f in &ivf.frames {
+                known.insert(f.data.clone(), *rid);
+            }
+        }
+        for p in &audio {
+            known.insert(p.data.clone(), "audio");
+        }
+        let video = if options.simulcast {
+            layers
+                .into_iter()
+                .map(|(rid, ivf)| (Some(rid), ivf.frames))
+                .collect()
+        } else {
+            match options.video_sample {
+                VideoSample::Small => vec![(None, small)],
+                VideoSample::Hd => {
+                    let [(_, hd), ..] = layers;
+                    vec![(None, hd.frames)]
+                }
+            }
         };
         let now = tokio::time::Instant::now();
         Self {
@@ -876,13 +901,16 @@ impl Pacer {
                 self.audio_due += Duration::from_millis(20);
             }
         }
-        if self.options.video && self.video_due <= now && !self.video.is_empty() {
+        if self.options.video && self.video_due <= now {
             if media.keyframe_wanted() {
-                // restart at the sample's first frame, a key frame
+                // restart at the samples' first frame, a key frame in every layer
                 self.next_video = 0;
             }
-            if let Some(frame) = self.video.get(self.next_video % self.video.len()) {
-                let _ = media.send_video(now.into_std(), &frame.data, frame.keyframe);
+            for (rid, frames) in &self.video {
+                if let Some(frame) = frames.get(self.next_video % frames.len().max(1)) {
+                    let _ =
+                        media.send_video_layer(now.into_std(), *rid, &frame.data, frame.keyframe);
+                }
             }
             self.next_video += 1;
             self.video_due += Duration::from_secs(1) / self.options.video_fps.max(1);
@@ -1004,7 +1032,8 @@ async fn run(
                 if let Some(mut media) = started {
                     media.set_audio_level(options.audio_level);
                     let _ = media.set_keys(keys, Instant::now());
-                    if let Ok(sdp) = media.offer() {
+                    let rids: Vec<&str> = pacer.video.iter().filter_map(|(rid, _)| *rid).collect();
+                    if let Ok(sdp) = media.offer_simulcast(&rids) {
                         outgoing.push(ClientMessage::MediaOffer { sdp });
                     }
                     state.media = Some(media);
@@ -1034,7 +1063,13 @@ async fn run(
                             datagrams.push((t.destination, t.contents))
                         }
                         crate::media::Output::Event(crate::media::MediaEvent::Frame(frame)) => {
-                            let intact = pacer.known.contains(&frame.frame);
+                            let sample = pacer.known.get(&frame.frame).copied();
+                            let intact = sample.is_some();
+                            if let Some(sample) =
+                                sample.filter(|_| frame.kind == crate::media::Kind::Video)
+                            {
+                                *state.received.video_samples.entry(sample).or_default() += 1;
+                            }
                             let counts = if frame.kind == crate::media::Kind::Audio {
                                 &mut state.received.audio_intact
                             } else {

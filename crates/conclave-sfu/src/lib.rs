@@ -79,8 +79,6 @@
 //!   receiver), which gives NACK/RTX, sequence numbers and codec matching per receiver for
 //!   free. Forwarding raw RTP (`str0m`'s RTP mode) would be cheaper and closer to "headers
 //!   only"; the load goal (within 2× of a bare relay) may need it.
-//! - Simulcast is not forwarded (layered streams are dropped and counted); no layer choice
-//!   from bandwidth estimation (TWCC/REMB) yet.
 //! - A gap that retransmission does not fill holds a receiver's video back for `str0m`'s
 //!   video reordering timeout (2 s).
 //!
@@ -91,6 +89,7 @@
 //! SDP from the peer ([`SfuError::BadSdp`]) from misuse by the caller (an unknown participant,
 //! an answer nobody asked for).
 
+mod layers;
 mod speaker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -99,9 +98,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::CryptoProvider;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 
@@ -231,6 +231,9 @@ pub enum KeyframeReason {
     Receiver,
     /// The incoming stream had a gap the SFU could not repair.
     Loss,
+    /// A receiver is to switch to another simulcast layer, which it can only start decoding
+    /// at a key frame.
+    LayerSwitch,
 }
 
 /// Mistakes in signalling calls: a bad SDP from the peer, or misuse by the caller.
@@ -294,6 +297,8 @@ struct TrackIn {
     kind: MediaKind,
     /// When the SFU last asked for a key frame on behalf of receivers or loss.
     last_keyframe_request: Option<Instant>,
+    /// Simulcast layers seen on the track (empty: not simulcast).
+    layers: Vec<layers::Layer>,
 }
 
 /// Where an outgoing m-line is in its negotiation.
@@ -320,6 +325,10 @@ struct TrackOut {
     state: TrackOutState,
     /// A key frame must be requested from the origin once this receiver is connected.
     keyframe_wanted: bool,
+    /// The simulcast layer forwarded now.
+    layer: Option<Rid>,
+    /// The layer to switch to at its next key frame.
+    target: Option<Rid>,
 }
 
 impl TrackOut {
@@ -346,6 +355,10 @@ struct Participant {
     dead: bool,
     /// When its `Rtc` next wants a timeout.
     deadline: Option<Instant>,
+    /// The bandwidth the SFU estimates towards it (TWCC), once known.
+    estimate: Option<Bitrate>,
+    /// When the bitrate it should get was last told to the estimator.
+    desired_at: Option<Instant>,
 }
 
 /// The SFU's routing core for every call on this server. See the crate documentation.
@@ -442,6 +455,8 @@ impl Sfu {
             .enable_vp9(true)
             .enable_h264(true)
             .enable_av1(true)
+            // TWCC estimate of the bandwidth towards the participant, for simulcast layers
+            .enable_bwe(Some(Bitrate::bps(layers::INITIAL_ESTIMATE_BPS)))
             .build(now);
         let candidate = Candidate::host(self.local_addr, Protocol::Udp)
             .map_err(|e| SfuError::BadLocalAddress(e.to_string()))?;
@@ -464,6 +479,8 @@ impl Sfu {
                     kind: track.kind,
                     state: TrackOutState::ToOpen,
                     keyframe_wanted: false,
+                    layer: None,
+                    target: None,
                 });
             }
         }
@@ -479,6 +496,8 @@ impl Sfu {
                 connected: false,
                 dead: false,
                 deadline: None,
+                estimate: None,
+                desired_at: None,
             },
         );
         self.dirty.insert(participant);
@@ -610,7 +629,13 @@ impl Sfu {
             })
             .collect();
         for (id, mid) in senders {
-            self.request_keyframe(id, mid, KeyframeRequestKind::Pli, KeyframeReason::Requested);
+            self.request_keyframe(
+                id,
+                mid,
+                None,
+                KeyframeRequestKind::Pli,
+                KeyframeReason::Requested,
+            );
         }
     }
 
@@ -802,6 +827,7 @@ impl Sfu {
                     mid: added.mid,
                     kind: added.kind,
                     last_keyframe_request: None,
+                    layers: Vec::new(),
                 });
                 for (other_id, other) in &mut self.participants {
                     if *other_id == id || other.call != call || other.dead {
@@ -813,11 +839,16 @@ impl Sfu {
                         kind: added.kind,
                         state: TrackOutState::ToOpen,
                         keyframe_wanted: false,
+                        layer: None,
+                        target: None,
                     });
                     self.dirty.insert(*other_id);
                 }
             }
             Event::MediaData(data) => self.forward(id, data),
+            Event::EgressBitrateEstimate(
+                BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
+            ) => p.estimate = Some(estimate),
             Event::KeyframeRequest(request) => {
                 let Some(track) = p
                     .tracks_out
@@ -826,11 +857,17 @@ impl Sfu {
                 else {
                     return;
                 };
-                let (origin, origin_mid) = (track.origin, track.origin_mid);
+                let (origin, origin_mid, layer) = (track.origin, track.origin_mid, track.layer);
                 if self.throttled(origin, origin_mid) {
                     return;
                 }
-                self.request_keyframe(origin, origin_mid, request.kind, KeyframeReason::Receiver);
+                self.request_keyframe(
+                    origin,
+                    origin_mid,
+                    layer,
+                    request.kind,
+                    KeyframeReason::Receiver,
+                );
             }
             _ => {}
         }
@@ -862,29 +899,77 @@ impl Sfu {
                     .push_back(Output::Event(SfuEvent::ActiveSpeaker { call, participant }));
             }
         }
-        if data.rid.is_some() {
-            // Simulcast layers are not chosen yet: only unlayered streams are forwarded.
-            self.stats.frames_dropped += 1;
-            return;
-        }
+        let now = self.now;
+        let layers = match data.rid {
+            Some(rid) => {
+                let Some(track) = self
+                    .participants
+                    .get_mut(&origin)
+                    .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == data.mid))
+                else {
+                    return;
+                };
+                layers::observe(&mut track.layers, rid, data.data.len(), now);
+                track.layers.clone()
+            }
+            None => Vec::new(),
+        };
         if !data.contiguous && !self.throttled(origin, data.mid) {
             self.request_keyframe(
                 origin,
                 data.mid,
+                data.rid,
                 KeyframeRequestKind::Pli,
                 KeyframeReason::Loss,
             );
         }
+        let keyframe = data.is_keyframe();
+        let mut switches = Vec::new();
         for (id, p) in &mut self.participants {
             if *id == origin || p.call != call || p.dead || !p.connected {
                 continue;
             }
-            let Some(mid) = p.tracks_out.iter().find_map(|t| match t.state {
-                TrackOutState::Open(m) if t.origin == origin && t.origin_mid == data.mid => Some(m),
-                _ => None,
+            let open_video = p
+                .tracks_out
+                .iter()
+                .filter(|t| t.kind == MediaKind::Video && matches!(t.state, TrackOutState::Open(_)))
+                .count()
+                .max(1);
+            let Some(track) = p.tracks_out.iter_mut().find(|t| {
+                matches!(t.state, TrackOutState::Open(_))
+                    && t.origin == origin
+                    && t.origin_mid == data.mid
             }) else {
                 continue;
             };
+            let Some(mid) = track.mid() else { continue };
+            if let Some(rid) = data.rid {
+                // the receiver's share of the bandwidth towards it picks the layer
+                let estimate = p
+                    .estimate
+                    .map_or(layers::INITIAL_ESTIMATE_BPS as f64, |b| b.as_f64());
+                let target = layers::choose(&layers, track.target, estimate / open_video as f64);
+                if target != track.target {
+                    track.target = target;
+                    if let Some(target) = target.filter(|t| track.layer != Some(*t)) {
+                        switches.push(target);
+                    }
+                }
+                if keyframe && track.layer != track.target && Some(rid) == track.target {
+                    track.layer = track.target;
+                }
+                if track.layer != Some(rid) {
+                    continue;
+                }
+                if p.desired_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+                {
+                    // ask the estimator to probe for what the best layers would need
+                    p.desired_at = Some(now);
+                    let wanted = layers::best_bitrate(&layers) * open_video as f64 + 200_000.0;
+                    p.rtc.bwe().set_desired_bitrate(Bitrate::bps(wanted as u64));
+                }
+            }
             let Some(writer) = p.rtc.writer(mid) else {
                 self.stats.frames_dropped += 1;
                 continue;
@@ -905,6 +990,20 @@ impl Sfu {
                 }
             }
             self.dirty.insert(*id);
+        }
+        let mut asked: Vec<Rid> = Vec::new();
+        for rid in switches {
+            if asked.contains(&rid) {
+                continue;
+            }
+            asked.push(rid);
+            self.request_keyframe(
+                origin,
+                data.mid,
+                Some(rid),
+                KeyframeRequestKind::Pli,
+                KeyframeReason::LayerSwitch,
+            );
         }
     }
 
@@ -930,10 +1029,13 @@ impl Sfu {
     }
 
     /// Asks `origin` for a key frame on its incoming track `mid`.
+    /// Asks `origin` for a key frame on its track `mid`: on simulcast layer `rid`, or on every
+    /// layer (an unlayered track has just the one stream).
     fn request_keyframe(
         &mut self,
         origin: ParticipantId,
         mid: Mid,
+        rid: Option<Rid>,
         kind: KeyframeRequestKind,
         reason: KeyframeReason,
     ) {
@@ -943,11 +1045,31 @@ impl Sfu {
         if p.dead {
             return;
         }
+        let rids: Vec<Option<Rid>> = match rid {
+            Some(rid) => vec![Some(rid)],
+            None => {
+                let layers = p
+                    .tracks_in
+                    .iter()
+                    .find(|t| t.mid == mid)
+                    .map(|t| t.layers.iter().map(|l| Some(l.rid)).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                if layers.is_empty() {
+                    vec![None]
+                } else {
+                    layers
+                }
+            }
+        };
         let Some(mut writer) = p.rtc.writer(mid) else {
             return;
         };
-        // Fails while nothing has arrived on the track yet; its first frame is a key frame.
-        if writer.request_keyframe(None, kind).is_err() {
+        // Fails while nothing has arrived on the stream yet; its first frame is a key frame.
+        let asked = rids
+            .into_iter()
+            .filter(|rid| writer.request_keyframe(*rid, kind).is_ok())
+            .count();
+        if asked == 0 {
             return;
         }
         self.stats.keyframe_requests += 1;
@@ -981,6 +1103,7 @@ impl Sfu {
             self.request_keyframe(
                 origin,
                 mid,
+                None,
                 KeyframeRequestKind::Pli,
                 KeyframeReason::NewReceiver,
             );

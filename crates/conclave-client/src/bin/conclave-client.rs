@@ -76,6 +76,10 @@ enum Command {
         /// 320x180 one (~200 kbit/s at 15).
         #[arg(long)]
         hd: bool,
+        /// Send video as three simulcast layers (640x360, 320x180, 160x90 at 30 frames a
+        /// second); the server forwards each receiver the layer its bandwidth allows.
+        #[arg(long)]
+        simulcast: bool,
         /// Video frames per second (default: the sample's own rate).
         #[arg(long)]
         fps: Option<u32>,
@@ -162,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         no_audio,
         no_video,
         hd,
+        simulcast,
         fps,
         level,
         admit_waiting,
@@ -196,7 +201,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } else {
             VideoSample::Small
         },
-        video_fps: fps.unwrap_or(if hd { 30 } else { 15 }),
+        video_fps: fps.unwrap_or(if hd || simulcast { 30 } else { 15 }),
+        simulcast,
         audio_level: level,
     };
     let mut call = client

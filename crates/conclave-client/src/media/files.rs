@@ -23,6 +23,12 @@ pub const SAMPLE_VP8_IVF: &[u8] = include_bytes!("../../media/testsrc-320x180-15
 /// start, in IVF: a realistic top simulcast layer.
 pub const SAMPLE_VP8_IVF_HD: &[u8] = include_bytes!("../../media/testsrc-640x360-30fps.ivf");
 
+/// The middle simulcast layer to [`SAMPLE_VP8_IVF_HD`]: the same picture at 320x180, ~360 kbit/s.
+pub const SAMPLE_VP8_IVF_MID: &[u8] = include_bytes!("../../media/testsrc-320x180-30fps.ivf");
+
+/// The low simulcast layer: the same picture at 160x90, ~110 kbit/s.
+pub const SAMPLE_VP8_IVF_LOW: &[u8] = include_bytes!("../../media/testsrc-160x90-30fps.ivf");
+
 /// The sample audio: 2 s of a 440 Hz sine, Opus in 20 ms packets at 48 kHz, mono, in Ogg.
 pub const SAMPLE_OPUS_OGG: &[u8] = include_bytes!("../../media/sine-440hz-20ms.ogg");
 
@@ -309,6 +315,22 @@ pub fn sample_video_hd() -> Ivf {
     parse_ivf(SAMPLE_VP8_IVF_HD).expect("the bundled IVF sample parses (tested in this module)")
 }
 
+/// The three simulcast layers a native participant sends with simulcast on, by RTP stream id
+/// (RFC 8851 `rid`), highest first: `h` ([`SAMPLE_VP8_IVF_HD`]), `m` and `l`. Each is 30
+/// frames with a key frame first, so frame `i` of every layer shows the same moment.
+///
+/// # Panics
+/// Never with the files the crate ships (their parse is tested); the `expect` names that.
+pub fn simulcast_layers() -> [(&'static str, Ivf); 3] {
+    #[allow(clippy::expect_used)]
+    let parse = |bytes| parse_ivf(bytes).expect("the bundled IVF samples parse (tested here)");
+    [
+        ("h", parse(SAMPLE_VP8_IVF_HD)),
+        ("m", parse(SAMPLE_VP8_IVF_MID)),
+        ("l", parse(SAMPLE_VP8_IVF_LOW)),
+    ]
+}
+
 /// The sample audio, parsed.
 ///
 /// # Panics
@@ -361,6 +383,27 @@ mod tests {
         assert!(ivf.frames[1..].iter().all(|f| !f.keyframe));
         let bits: usize = ivf.frames.iter().map(|f| f.data.len() * 8).sum();
         assert!((1_000_000..1_600_000).contains(&bits), "{bits} bit/s");
+    }
+
+    #[test]
+    fn the_simulcast_layers_line_up_and_get_smaller() {
+        let layers = simulcast_layers();
+        let sizes: Vec<(u16, usize)> = layers
+            .iter()
+            .map(|(_, ivf)| {
+                assert_eq!(ivf.frames.len(), 30);
+                assert!(ivf.frames[0].keyframe);
+                (ivf.width, ivf.frames.iter().map(|f| f.data.len()).sum())
+            })
+            .collect();
+        assert_eq!(
+            sizes.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [640, 320, 160]
+        );
+        assert!(
+            sizes[0].1 > sizes[1].1 && sizes[1].1 > sizes[2].1,
+            "{sizes:?}"
+        );
     }
 
     #[test]

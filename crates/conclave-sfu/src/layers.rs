@@ -1,0 +1,171 @@
+//! Simulcast: which layer of a sender's video each receiver gets.
+//!
+//! A simulcast sender sends the same picture as several encodings ("layers", each an RTP
+//! stream named by its `rid`). The SFU measures each layer's bitrate from what arrives (it
+//! cannot look inside the encrypted frames, and `rid` names are the sender's choice, so the
+//! measured rate is what orders the layers) and gives each receiver the best layer that fits
+//! its share of the bandwidth the SFU estimates towards it (TWCC, from `str0m`). A receiver
+//! switches layers only at a key frame of the new layer, which the SFU requests when it
+//! decides to switch; until then the old layer keeps flowing.
+
+use std::time::{Duration, Instant};
+
+use str0m::media::Rid;
+
+/// Bandwidth assumed towards a receiver before the first estimate.
+pub(crate) const INITIAL_ESTIMATE_BPS: u64 = 600_000;
+
+/// A layer must fit this many times over into a receiver's share to be chosen, so that a
+/// layer is not picked at the very edge of the estimate.
+const HEADROOM: f64 = 1.15;
+
+/// How long the frame rate of a layer is counted before it is updated.
+const RATE_WINDOW: Duration = Duration::from_millis(1_000);
+
+/// One layer of an incoming simulcast track, as measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub(crate) rid: Rid,
+    /// Smoothed bytes per frame.
+    frame_bytes: f64,
+    /// Frames per second over the last window (30 until the first window closes).
+    fps: f64,
+    window_start: Instant,
+    window_frames: u32,
+}
+
+impl Layer {
+    /// The layer's bitrate, bits per second.
+    pub(crate) fn bitrate(&self) -> f64 {
+        self.frame_bytes * 8.0 * self.fps
+    }
+}
+
+/// Records a frame of `bytes` on layer `rid` of a track's `layers`.
+pub(crate) fn observe(layers: &mut Vec<Layer>, rid: Rid, bytes: usize, now: Instant) {
+    let bytes = bytes as f64;
+    let Some(layer) = layers.iter_mut().find(|l| l.rid == rid) else {
+        layers.push(Layer {
+            rid,
+            frame_bytes: bytes,
+            fps: 30.0,
+            window_start: now,
+            // frames after the window's start are counted
+            window_frames: 0,
+        });
+        return;
+    };
+    // key frames are several times the size of the others: a slow average rides them out
+    layer.frame_bytes += 0.05 * (bytes - layer.frame_bytes);
+    layer.window_frames += 1;
+    let elapsed = now.saturating_duration_since(layer.window_start);
+    if elapsed >= RATE_WINDOW {
+        layer.fps = f64::from(layer.window_frames) / elapsed.as_secs_f64();
+        layer.window_start = now;
+        layer.window_frames = 0;
+    }
+}
+
+/// The layer to give a receiver whose share of the estimated bandwidth is `budget_bps` and
+/// who gets (or is switching to) `current`: a higher layer once it fits with headroom, the
+/// current one while it still fits at all (so that an estimate hovering at a boundary does
+/// not make the picture flip back and forth), else the best that fits, else the lowest.
+pub(crate) fn choose(layers: &[Layer], current: Option<Rid>, budget_bps: f64) -> Option<Rid> {
+    let fitting = layers
+        .iter()
+        .filter(|l| l.bitrate() * HEADROOM <= budget_bps)
+        .max_by(|a, b| a.bitrate().total_cmp(&b.bitrate()));
+    let current = layers.iter().find(|l| Some(l.rid) == current);
+    if let Some(current) = current.filter(|c| c.bitrate() <= budget_bps) {
+        if fitting.is_none_or(|f| f.bitrate() <= current.bitrate()) {
+            return Some(current.rid);
+        }
+    }
+    fitting
+        .or_else(|| {
+            layers
+                .iter()
+                .min_by(|a, b| a.bitrate().total_cmp(&b.bitrate()))
+        })
+        .map(|l| l.rid)
+}
+
+/// The bitrate of a track's best layer: what a receiver would like to get.
+pub(crate) fn best_bitrate(layers: &[Layer]) -> f64 {
+    layers.iter().map(Layer::bitrate).fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(now: &mut Instant) -> Vec<Layer> {
+        let mut layers = Vec::new();
+        // 2 s at 30 fps: h ~1.2 Mbit/s (5 kB), m ~360 kbit/s (1.5 kB), l ~120 kbit/s (500 B)
+        for _ in 0..60 {
+            *now += Duration::from_millis(33);
+            for (rid, bytes) in [("h", 5_000), ("m", 1_500), ("l", 500)] {
+                observe(&mut layers, Rid::from(rid), bytes, *now);
+            }
+        }
+        layers
+    }
+
+    #[test]
+    fn the_best_layer_that_fits_is_chosen() {
+        let mut now = Instant::now();
+        let layers = layers(&mut now);
+        let pick = |bps: f64| choose(&layers, None, bps).map(|r| r.to_string());
+        assert_eq!(pick(3_000_000.0).as_deref(), Some("h"));
+        assert_eq!(
+            pick(1_300_000.0).as_deref(),
+            Some("m"),
+            "h fits only without headroom"
+        );
+        assert_eq!(pick(500_000.0).as_deref(), Some("m"));
+        assert_eq!(pick(200_000.0).as_deref(), Some("l"));
+        assert_eq!(
+            pick(10_000.0).as_deref(),
+            Some("l"),
+            "the lowest when nothing fits"
+        );
+        assert!(choose(&[], None, 1e9).is_none());
+        let best = best_bitrate(&layers);
+        assert!((1_100_000.0..1_300_000.0).contains(&best), "{best}");
+    }
+
+    #[test]
+    fn layers_are_ordered_by_what_they_carry_not_by_name() {
+        let mut now = Instant::now();
+        let mut layers = Vec::new();
+        for _ in 0..60 {
+            now += Duration::from_millis(33);
+            // a sender naming its layers the other way round
+            for (rid, bytes) in [("q", 5_000), ("f", 500)] {
+                observe(&mut layers, Rid::from(rid), bytes, now);
+            }
+        }
+        assert_eq!(
+            choose(&layers, None, 5e6).map(|r| r.to_string()).as_deref(),
+            Some("q")
+        );
+        assert_eq!(
+            choose(&layers, None, 2e5).map(|r| r.to_string()).as_deref(),
+            Some("f")
+        );
+    }
+
+    #[test]
+    fn a_receiver_keeps_its_layer_while_it_fits_and_drops_when_it_does_not() {
+        let mut now = Instant::now();
+        let layers = layers(&mut now);
+        let (h, m) = (Some(Rid::from("h")), Some(Rid::from("m")));
+        let pick = |current, bps: f64| choose(&layers, current, bps).map(|r| r.to_string());
+        // 1.25 Mbit/s: not enough headroom to climb to h, enough to stay on it
+        assert_eq!(pick(m, 1_250_000.0).as_deref(), Some("m"));
+        assert_eq!(pick(h, 1_250_000.0).as_deref(), Some("h"));
+        // below h's own rate it goes down
+        assert_eq!(pick(h, 900_000.0).as_deref(), Some("m"));
+        assert_eq!(pick(m, 3_000_000.0).as_deref(), Some("h"));
+    }
+}
