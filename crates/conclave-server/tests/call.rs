@@ -262,8 +262,11 @@ async fn the_websocket_takes_only_fresh_tickets() {
         panic!("{answer:?}")
     };
 
-    // a forged ticket
-    let forged = format!("{}A", &ticket[..ticket.len() - 1]);
+    // a forged ticket: one character in the middle (inside the signature) changed
+    let mut forged = ticket.clone().into_bytes();
+    let middle = forged.len() / 2;
+    forged[middle] = if forged[middle] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("base64 text");
     let call = people[1]
         .client
         .connect(&meeting, &people[1].device, &org, forged)

@@ -233,7 +233,16 @@ async fn pump(
                     "binary frames are not part of the protocol",
                 ))
             }
-            Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
+            Some(Ok(Message::Close(_))) | None => break None,
+            // a frame over the limit, or one the WebSocket layer cannot parse; if the
+            // connection itself failed, the close frame just goes nowhere
+            Some(Err(e)) => {
+                tracing::info!(%participant, error = %e, "unreadable WebSocket frame");
+                break Some((
+                    CloseCode::ProtocolViolation,
+                    "unreadable frame, or a message over 1 MiB",
+                ));
+            }
         };
         let elapsed = last.elapsed().as_secs_f64();
         last = tokio::time::Instant::now();

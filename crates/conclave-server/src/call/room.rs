@@ -431,6 +431,25 @@ impl Room {
         now: Timestamp,
     ) {
         let host = seat.host;
+        // One seat per device: a device that joins again (a restarted client, a new ticket
+        // after a lost connection) replaces its old seat, whose leaf is removed, rather than
+        // sitting in the group twice.
+        let stale: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|p| p.seat.device_id == seat.device_id)
+            .map(|p| p.id)
+            .collect();
+        for old in stale {
+            self.free(
+                old,
+                Some((
+                    CloseCode::Replaced,
+                    "this device joined the call again on another connection",
+                )),
+                "replaced by a new join of the same device",
+            );
+        }
         self.outputs.push_back(Output::Audit {
             actor: format!("user:{}", seat.user_id),
             action: "call.enter",
