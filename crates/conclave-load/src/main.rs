@@ -37,9 +37,12 @@ struct Args {
     /// Participants in the call.
     #[arg(long, default_value_t = 10)]
     participants: usize,
-    /// How many of them send video (all send audio).
+    /// How many of them send video.
     #[arg(long, default_value_t = 1)]
     video_senders: usize,
+    /// How many of them send audio (default: all; in a large meeting most are muted).
+    #[arg(long)]
+    audio_senders: Option<usize>,
     /// Video frames per second of each video sender (they send the 640x360, ~1.3 Mbit/s
     /// sample at 30 frames a second).
     #[arg(long, default_value_t = 30)]
@@ -101,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let report = json!({
         "participants": args.participants,
         "video_senders": args.video_senders,
+        "audio_senders": args.audio_senders.unwrap_or(args.participants),
         "fps": args.fps,
         "seconds": args.seconds,
         "sfu": sfu.result,
@@ -114,6 +118,9 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Longer than a frame takes from a sender's pacer to a receiver's count on loopback.
+const PIPELINE_DELAY: Duration = Duration::from_millis(1_000);
 
 /// What one participant sent during the SFU window: the relay phase sends the same.
 #[derive(Debug, Clone, Copy)]
@@ -315,7 +322,7 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
     let mut calls = Vec::with_capacity(args.participants);
     for (i, person) in people.iter().take(args.participants).enumerate() {
         let options = MediaOptions {
-            audio: true,
+            audio: i < args.audio_senders.unwrap_or(args.participants),
             video: i < args.video_senders,
             video_fps: args.fps,
             video_sample: VideoSample::Hd,
@@ -359,16 +366,22 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
     if settled.is_err() {
         bail!("the call did not settle (same epoch, media connected) within two minutes");
     }
-    // let key frames and rates settle after the last join
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // let key frames, rates and receivers' jitter buffers settle after the last join
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let loaded = server.process.usage()?;
     eprintln!(
         "conclave-load: {} participants in the call; measuring {} s",
         args.participants, args.seconds
     );
+    // What is received is read one pipeline delay after what is sent, so that the frames
+    // counted at the receivers are the ones sent in the window.
     let before = snapshot(&server, &calls)?;
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    tokio::time::sleep(PIPELINE_DELAY).await;
+    let before_received = snapshot(&server, &calls)?;
+    tokio::time::sleep(Duration::from_secs(args.seconds).saturating_sub(PIPELINE_DELAY)).await;
     let after = snapshot(&server, &calls)?;
+    tokio::time::sleep(PIPELINE_DELAY).await;
+    let after_received = snapshot(&server, &calls)?;
 
     // a latecomer joins the loaded call, repeatedly
     let mut latencies = Vec::new();
@@ -408,7 +421,7 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
     let bytes_per = delta(&after.bytes_out, &before.bytes_out);
     let frames_sent: u64 = delta(&after.frames_sent, &before.frames_sent).iter().sum();
     let expected_frames = frames_sent * (args.participants as u64 - 1);
-    let frames_received = after.frames_received - before.frames_received;
+    let frames_received = after_received.frames_received - before_received.frames_received;
     let server_cpu = after.server.cpu_ns - before.server.cpu_ns;
     let harness_cpu = after.harness.cpu_ns - before.harness.cpu_ns;
     let senders = sent_per
@@ -435,8 +448,8 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
         "frames_expected": expected_frames,
         "frames_received_intact": frames_received,
         "frame_loss": 1.0 - frames_received as f64 / expected_frames.max(1) as f64,
-        "frames_altered": after.altered - before.altered,
-        "frames_undecryptable": after.undecryptable - before.undecryptable,
+        "frames_altered": after_received.altered - before_received.altered,
+        "frames_undecryptable": after_received.undecryptable - before_received.undecryptable,
         "join_to_first_frame_ms": latencies,
         "join_to_first_frame_median_ms": latencies.get(latencies.len() / 2),
         "joins_without_a_frame_in_10_s": args.joins - latencies.len(),
@@ -535,8 +548,8 @@ fn print_report(r: &Value) {
     let s = &r["sfu"];
     let b = &r["relay"];
     println!(
-        "{} participants, {} video sender(s) at {} fps, {} s windows",
-        r["participants"], r["video_senders"], r["fps"], r["seconds"]
+        "{} participants, {} audio and {} video sender(s) at {} fps, {} s windows",
+        r["participants"], r["audio_senders"], r["video_senders"], r["fps"], r["seconds"]
     );
     println!("SFU (conclave serve):");
     println!(

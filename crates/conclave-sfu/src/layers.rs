@@ -41,6 +41,24 @@ impl Layer {
     }
 }
 
+/// The bitrate of an unlayered track, measured like a layer's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Meter(Option<Layer>);
+
+impl Meter {
+    /// Records a frame of `bytes`.
+    pub(crate) fn observe(&mut self, bytes: usize, now: Instant) {
+        let mut one: Vec<Layer> = self.0.take().into_iter().collect();
+        observe(&mut one, Rid::from("-"), bytes, now);
+        self.0 = one.pop();
+    }
+
+    /// Bits per second (0 before the first frame).
+    pub(crate) fn bitrate(&self) -> f64 {
+        self.0.as_ref().map_or(0.0, Layer::bitrate)
+    }
+}
+
 /// Records a frame of `bytes` on layer `rid` of a track's `layers`.
 pub(crate) fn observe(layers: &mut Vec<Layer>, rid: Rid, bytes: usize, now: Instant) {
     let bytes = bytes as f64;

@@ -299,6 +299,8 @@ struct TrackIn {
     last_keyframe_request: Option<Instant>,
     /// Simulcast layers seen on the track (empty: not simulcast).
     layers: Vec<layers::Layer>,
+    /// The bitrate of an unlayered track.
+    meter: layers::Meter,
 }
 
 /// Where an outgoing m-line is in its negotiation.
@@ -698,6 +700,7 @@ impl Sfu {
     /// Time passed: call it at (or after) the instant of the last [`Output::Timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
+        self.update_desired_bitrates();
         let mut errors = 0;
         for (id, p) in &mut self.participants {
             if p.dead || p.deadline.is_some_and(|d| d > now) {
@@ -722,6 +725,46 @@ impl Sfu {
                 return Output::Timeout(self.next_deadline());
             }
             self.poll_dirty();
+        }
+    }
+
+    /// Once a second, tells each participant's bandwidth estimator what it should carry: the
+    /// best layer (or the stream) of every track forwarded to it, with a margin. The
+    /// estimator probes up to that; without it the estimate, and the pacing that follows
+    /// it, would stay where it started.
+    fn update_desired_bitrates(&mut self) {
+        let now = self.now;
+        let due = |p: &Participant| {
+            p.desired_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+        };
+        if !self.participants.values().any(|p| !p.dead && due(p)) {
+            return;
+        }
+        let rates: HashMap<(ParticipantId, Mid), f64> = self
+            .participants
+            .iter()
+            .flat_map(|(id, p)| {
+                p.tracks_in.iter().map(move |t| {
+                    let rate = if t.layers.is_empty() {
+                        t.meter.bitrate()
+                    } else {
+                        layers::best_bitrate(&t.layers)
+                    };
+                    ((*id, t.mid), rate)
+                })
+            })
+            .collect();
+        for p in self.participants.values_mut().filter(|p| !p.dead && due(p)) {
+            p.desired_at = Some(now);
+            let wanted: f64 = p
+                .tracks_out
+                .iter()
+                .filter(|t| matches!(t.state, TrackOutState::Open(_)))
+                .filter_map(|t| rates.get(&(t.origin, t.origin_mid)))
+                .sum();
+            let wanted = (wanted * 1.2 + 100_000.0).max(layers::INITIAL_ESTIMATE_BPS as f64);
+            p.rtc.bwe().set_desired_bitrate(Bitrate::bps(wanted as u64));
         }
     }
 
@@ -828,6 +871,7 @@ impl Sfu {
                     kind: added.kind,
                     last_keyframe_request: None,
                     layers: Vec::new(),
+                    meter: layers::Meter::default(),
                 });
                 for (other_id, other) in &mut self.participants {
                     if *other_id == id || other.call != call || other.dead {
@@ -912,7 +956,16 @@ impl Sfu {
                 layers::observe(&mut track.layers, rid, data.data.len(), now);
                 track.layers.clone()
             }
-            None => Vec::new(),
+            None => {
+                if let Some(track) = self
+                    .participants
+                    .get_mut(&origin)
+                    .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == data.mid))
+                {
+                    track.meter.observe(data.data.len(), now);
+                }
+                Vec::new()
+            }
         };
         if !data.contiguous && !self.throttled(origin, data.mid) {
             self.request_keyframe(
@@ -960,14 +1013,6 @@ impl Sfu {
                 }
                 if track.layer != Some(rid) {
                     continue;
-                }
-                if p.desired_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
-                {
-                    // ask the estimator to probe for what the best layers would need
-                    p.desired_at = Some(now);
-                    let wanted = layers::best_bitrate(&layers) * open_video as f64 + 200_000.0;
-                    p.rtc.bwe().set_desired_bitrate(Bitrate::bps(wanted as u64));
                 }
             }
             let Some(writer) = p.rtc.writer(mid) else {
