@@ -364,7 +364,21 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
     })
     .await;
     if settled.is_err() {
-        bail!("the call did not settle (same epoch, media connected) within two minutes");
+        let mut views = std::collections::BTreeMap::new();
+        for call in &calls {
+            let view = call.with(|s| {
+                (
+                    s.participant.epoch(),
+                    s.media.as_ref().map(|m| m.is_connected()),
+                    s.closed.clone(),
+                )
+            });
+            *views.entry(format!("{view:?}")).or_insert(0) += 1;
+        }
+        bail!(
+            "the call did not settle (same epoch, media connected) within two minutes; \
+             (epoch, media connected, closed) -> participants: {views:?}"
+        );
     }
     // let key frames, rates and receivers' jitter buffers settle after the last join
     tokio::time::sleep(Duration::from_secs(5)).await;
