@@ -162,7 +162,11 @@ fn start_server(bin: &std::path::Path) -> anyhow::Result<Server> {
         .arg("--config")
         .arg(&path)
         .arg("serve")
-        .env("CONCLAVE_LOG", "warn");
+        // the server's log level: CONCLAVE_SERVER_LOG, e.g. `conclave_sfu=debug`
+        .env(
+            "CONCLAVE_LOG",
+            std::env::var("CONCLAVE_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let process = Process::start(command)?;
     let (mut base, mut admin_password) = (String::new(), String::new());
     loop {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
-use conclave_client::net::{Call, Client, Device, JoinAnswer, Organisation};
+use conclave_client::net::{Call, Client, Device, JoinAnswer, MediaOptions, Organisation};
 use conclave_protocol::{ClientMessage, CloseCode};
 use conclave_types::{MeetingId, Timestamp};
 use serde_json::json;
@@ -92,6 +92,16 @@ async fn setup_with(
 }
 
 async fn enter(person: &Person, meeting: &MeetingId, organisation: &Organisation) -> Call {
+    enter_with(person, meeting, organisation, MediaOptions::default()).await
+}
+
+/// [`enter`], sending what `options` say.
+async fn enter_with(
+    person: &Person,
+    meeting: &MeetingId,
+    organisation: &Organisation,
+    options: MediaOptions,
+) -> Call {
     let answer = person
         .client
         .join(meeting, &person.device)
@@ -102,7 +112,7 @@ async fn enter(person: &Person, meeting: &MeetingId, organisation: &Organisation
     };
     person
         .client
-        .connect(meeting, &person.device, organisation, ticket)
+        .connect_with(meeting, &person.device, organisation, ticket, options)
         .await
         .expect("connect")
 }
@@ -924,25 +934,11 @@ async fn everyone_sees_the_loudest_participant_as_the_active_speaker() {
     let mut calls = Vec::new();
     // Ivan talks; Olga and Max are in quiet rooms
     for (person, level) in people.iter().zip([-75, -20, -70]) {
-        let JoinAnswer::Admitted { ticket } = person
-            .client
-            .join(&meeting, &person.device)
-            .await
-            .expect("join")
-        else {
-            panic!("not admitted");
-        };
-        let options = conclave_client::net::MediaOptions {
+        let options = MediaOptions {
             audio_level: level,
-            ..Default::default()
+            ..MediaOptions::default()
         };
-        calls.push(
-            person
-                .client
-                .connect_with(&meeting, &person.device, &org, ticket, options)
-                .await
-                .expect("connect"),
-        );
+        calls.push(enter_with(person, &meeting, &org, options).await);
     }
     settled(&calls.iter().collect::<Vec<_>>(), 3).await;
     let ivan = calls[1].with(|s| s.participant.id()).expect("seated");
@@ -962,28 +958,14 @@ async fn simulcast_receivers_get_one_layer_at_a_time_intact() {
     let (meeting, org, people) = setup(&server, &["olga", "ivan", "max"]).await;
     let mut calls = Vec::new();
     for (i, person) in people.iter().enumerate() {
-        let JoinAnswer::Admitted { ticket } = person
-            .client
-            .join(&meeting, &person.device)
-            .await
-            .expect("join")
-        else {
-            panic!("not admitted");
-        };
         // Olga sends three layers; the others only audio
-        let options = conclave_client::net::MediaOptions {
+        let options = MediaOptions {
             video: i == 0,
             simulcast: true,
             video_fps: 30,
-            ..Default::default()
+            ..MediaOptions::default()
         };
-        calls.push(
-            person
-                .client
-                .connect_with(&meeting, &person.device, &org, ticket, options)
-                .await
-                .expect("connect"),
-        );
+        calls.push(enter_with(person, &meeting, &org, options).await);
     }
     settled(&calls.iter().collect::<Vec<_>>(), 3).await;
     let layer = |s: &conclave_client::net::CallState, rid: &str| {

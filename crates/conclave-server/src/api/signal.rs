@@ -267,19 +267,33 @@ async fn pump(
         }
     };
     let _ = room.send(Command::Dropped(participant, serial)).await;
-    if writer_done {
-        return;
+    if !writer_done {
+        if let Some((code, reason)) = refusal {
+            tracing::info!(%participant, code = code.code(), reason, "connection closed by the server");
+            let _ = own.try_send(Outgoing::Close(code, reason.into()));
+        }
+        drop(own);
+        // let the writer flush the close frame, then give up on a peer that does not read
+        if tokio::time::timeout(Duration::from_secs(2), &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
     }
-    if let Some((code, reason)) = refusal {
-        tracing::info!(%participant, code = code.code(), reason, "connection closed by the server");
-        let _ = own.try_send(Outgoing::Close(code, reason.into()));
-    }
-    drop(own);
-    // let the writer flush the close frame, then give up on a peer that does not read
-    if tokio::time::timeout(Duration::from_secs(2), &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
-    }
+    // Closing a TCP socket with unread bytes in it (a peer still sending, the rest of an
+    // oversized frame) resets the connection, and a reset can destroy our close frame before
+    // the peer reads it. So the socket stays open until the peer answers the close, or a
+    // second has passed.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Ok(_)) => {}
+                // the stream is unusable; only time helps
+                Some(Err(_)) => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
 }
