@@ -621,14 +621,15 @@ fn video_survives_packet_loss_intact_and_receivers_send_nacks() {
     net.lose_every = None;
     assert!(net.lost > 50, "lost {}", net.lost);
     // A gap that retransmission did not fill holds a receiver's frames back for up to str0m's
-    // video reordering timeout (2 s) before it moves on.
-    net.run(Duration::from_millis(2500));
+    // video reordering timeout (2 s) before it moves on, and the bandwidth estimate that the
+    // loss pulled down (the SFU paces each receiver to it) takes a moment to climb again.
+    net.run(Duration::from_secs(4));
     let before: Vec<u64> = net
         .clients
         .iter()
         .flat_map(|rx| net.clients.iter().map(move |tx| rx.count(tx, true)))
         .collect();
-    net.run(Duration::from_secs(1));
+    net.run(Duration::from_secs(2));
 
     for (i, rx) in net.clients.iter().enumerate() {
         assert_eq!(rx.corrupt, 0, "{} got a damaged frame", rx.id);
@@ -639,7 +640,7 @@ fn video_survives_packet_loss_intact_and_receivers_send_nacks() {
                 // Once the loss stops, every stream is whole again (about 30 frames a second).
                 let got = rx.count(tx, true) - before[i * net.clients.len() + j];
                 assert!(
-                    got >= 25,
+                    got >= 50,
                     "{} got {got} frames from {} after loss",
                     rx.id,
                     tx.id
