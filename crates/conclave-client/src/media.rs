@@ -42,7 +42,7 @@
 //! # fn signal(_: &str) -> String { unimplemented!() }
 //! # fn recv() -> (SocketAddr, Vec<u8>) { unimplemented!() }
 //! # fn send(_: SocketAddr, _: &[u8]) {}
-//! let local: SocketAddr = "192.0.2.7:40000".parse()?;
+//! let local: SocketAddr = "127.0.0.1:40000".parse()?;
 //! let mut media = Media::new(local, Instant::now())?;
 //! let answer = signal(&media.offer()?); // over the WebSocket, to the SFU and back
 //! media.accept_answer(&answer)?;

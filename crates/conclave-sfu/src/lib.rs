@@ -54,7 +54,7 @@
 //! # use conclave_sfu::{Output, Sfu};
 //! # fn recv() -> (SocketAddr, Vec<u8>) { unimplemented!() }
 //! # fn send(_: SocketAddr, _: &[u8]) {}
-//! let local: SocketAddr = "192.0.2.1:3478".parse()?;
+//! let local: SocketAddr = "127.0.0.1:3478".parse()?;
 //! let mut sfu = Sfu::new(local, Instant::now());
 //! loop {
 //!     let deadline = loop {
