@@ -352,6 +352,11 @@ struct Participant {
     tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
     pending: Option<SdpPendingOffer>,
+    /// `tracks_out` may hold changes to offer. Checked on every poll, so it is a flag rather
+    /// than a scan: polls happen once per forwarded frame per receiver.
+    negotiate: bool,
+    /// Some opened video track waits for a key frame request to its origin.
+    keyframes_wanted: bool,
     connected: bool,
     /// Gone for good: not polled, fed nor forwarded to any more.
     dead: bool,
@@ -495,6 +500,8 @@ impl Sfu {
                 tracks_in: Vec::new(),
                 tracks_out,
                 pending: None,
+                negotiate: true,
+                keyframes_wanted: false,
                 connected: false,
                 dead: false,
                 deadline: None,
@@ -533,6 +540,7 @@ impl Sfu {
             if before != other.tracks_out.len()
                 || other.tracks_out.iter().any(|t| t.origin == participant)
             {
+                other.negotiate = true;
                 self.dirty.insert(*id);
             }
         }
@@ -568,6 +576,7 @@ impl Sfu {
                 };
             }
         }
+        p.negotiate = true;
         self.dirty.insert(participant);
         Ok(answer.to_sdp_string())
     }
@@ -600,6 +609,7 @@ impl Sfu {
                     other => other,
                 };
             }
+            p.negotiate = true;
             self.dirty.insert(participant);
             return Err(SfuError::BadSdp(e.to_string()));
         }
@@ -607,10 +617,13 @@ impl Sfu {
             if let TrackOutState::Negotiating(m) = track.state {
                 track.state = TrackOutState::Open(m);
                 track.keyframe_wanted = track.kind == MediaKind::Video;
+                p.keyframes_wanted |= track.keyframe_wanted;
             }
         }
         p.tracks_out
             .retain(|t| !matches!(t.state, TrackOutState::NegotiatingStop(_)));
+        // changes that came while the offer was out
+        p.negotiate = true;
         self.dirty.insert(participant);
         Ok(())
     }
@@ -828,6 +841,12 @@ impl Sfu {
                 p.dead = true;
                 p.deadline = None;
                 let call = p.call;
+                for (other_id, other) in &mut self.participants {
+                    if other.call == call && other.tracks_out.iter().any(|t| t.origin == id) {
+                        other.negotiate = true;
+                        self.dirty.insert(*other_id);
+                    }
+                }
                 self.outputs
                     .push_back(Output::Event(SfuEvent::Disconnected {
                         call,
@@ -848,6 +867,7 @@ impl Sfu {
         match event {
             Event::Connected => {
                 p.connected = true;
+                p.keyframes_wanted = true;
                 self.dirty.insert(id);
                 self.outputs.push_back(Output::Event(SfuEvent::Connected {
                     call,
@@ -877,6 +897,7 @@ impl Sfu {
                     if *other_id == id || other.call != call || other.dead {
                         continue;
                     }
+                    other.negotiate = true;
                     other.tracks_out.push(TrackOut {
                         origin: id,
                         origin_mid: added.mid,
@@ -1132,9 +1153,10 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        if !p.connected {
+        if !p.connected || !p.keyframes_wanted {
             return;
         }
+        p.keyframes_wanted = false;
         let wanted: Vec<(ParticipantId, Mid)> = p
             .tracks_out
             .iter_mut()
@@ -1157,19 +1179,25 @@ impl Sfu {
 
     /// Offers the participant its pending track changes, unless an offer is outstanding.
     fn negotiate_if_needed(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        // An outstanding offer keeps the flag: its answer (or withdrawal) comes back here.
+        if !p.negotiate || p.pending.is_some() {
+            return;
+        }
+        let call = p.call;
         // Open m-lines whose source is gone are stopped.
         let live: BTreeSet<(ParticipantId, Mid)> = self
             .participants
             .iter()
-            .filter(|(_, p)| !p.dead)
+            .filter(|(_, p)| !p.dead && p.call == call)
             .flat_map(|(pid, p)| p.tracks_in.iter().map(move |t| (*pid, t.mid)))
             .collect();
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        if p.pending.is_some() {
-            return;
-        }
+        p.negotiate = false;
         for track in &mut p.tracks_out {
             if let TrackOutState::Open(m) = track.state {
                 if !live.contains(&(track.origin, track.origin_mid)) {
