@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conclave_sfu::{CallId, Output, ParticipantId, Sfu, SfuEvent};
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
@@ -37,7 +37,6 @@ const MAX_ROUNDS: usize = 16;
 
 /// A participant: a str0m client that offers one audio and one video track.
 struct Client {
-    id: ParticipantId,
     addr: SocketAddr,
     rtc: Rtc,
     audio: Mid,
@@ -68,7 +67,6 @@ impl Client {
             )
             .expect("the SFU's answer fits the offer");
         Client {
-            id,
             addr,
             rtc,
             audio,
@@ -191,22 +189,6 @@ impl World {
                                 contents,
                             },
                         ));
-                    }
-                    Output::Event(SfuEvent::Offer {
-                        participant, sdp, ..
-                    }) => {
-                        moved = true;
-                        let Some(c) = self.clients.iter_mut().find(|c| c.id == participant) else {
-                            continue;
-                        };
-                        let answer = SdpOffer::from_sdp_string(&sdp)
-                            .ok()
-                            .and_then(|offer| c.rtc.sdp_api().accept_offer(offer).ok());
-                        if let Some(answer) = answer {
-                            let _ =
-                                self.sfu
-                                    .handle_answer(now, participant, &answer.to_sdp_string());
-                        }
                     }
                     Output::Event(SfuEvent::Disconnected { .. }) => self.broken = true,
                     Output::Event(_) => {}

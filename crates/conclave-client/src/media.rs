@@ -14,12 +14,13 @@
 //!
 //! # Signalling
 //!
-//! As the SFU expects (`conclave_sfu::Sfu::add_participant`), the participant offers first:
-//! [`Media::offer`] makes an offer with one `sendonly` Opus audio and one `sendonly` VP8 video
-//! m-line (with every codec `str0m` knows, so it can also receive what browsers send), and
-//! [`Media::accept_answer`] takes the SFU's answer. The SFU then adds one `sendonly` m-line per
-//! track of every other participant through its own offers, which [`Media::accept_offer`]
-//! answers. The SDP travels over the signalling WebSocket; this module never sees it travel.
+//! As the SFU expects (`conclave_sfu::Sfu::add_participant`), the participant offers and the
+//! SFU answers, once: [`Media::offer`] makes an offer with one `sendonly` Opus audio and one
+//! `sendonly` VP8 video m-line, and the [`Slots`] to receive the others on (`recvonly` m-lines
+//! with every codec `str0m` knows, so they also take what browsers send);
+//! [`Media::accept_answer`] takes the SFU's answer. The SFU puts the others' tracks on the
+//! slots and never renegotiates; which sender a frame came from is read from its SFrame key
+//! id. The SDP travels over the signalling WebSocket; this module never sees it travel.
 //!
 //! # Key frames
 //!
@@ -80,7 +81,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conclave_frame::{Codec, FrameConfig, FrameCrypto, FrameError};
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec as RtpCodec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
@@ -169,11 +170,8 @@ pub struct ReceivedFrame {
     pub kind: Kind,
     /// The codec the RTP payload type named.
     pub codec: Codec,
-    /// The m-line it arrived on.
+    /// The slot (m-line) it arrived on; which sender a slot carries changes as others speak.
     pub mid: Mid,
-    /// The m-line's stream id as the SFU announced it (the SFU names the origin there); routing
-    /// information from the server, not authenticated.
-    pub stream_id: String,
     /// The RTP timestamp.
     pub time: MediaTime,
     /// The plaintext frame, byte for byte what the sender encoded.
@@ -188,7 +186,6 @@ impl fmt::Debug for ReceivedFrame {
             .field("kind", &self.kind)
             .field("codec", &self.codec)
             .field("mid", &self.mid)
-            .field("stream_id", &self.stream_id)
             .field("len", &self.frame.len())
             .finish()
     }
@@ -208,10 +205,6 @@ pub enum MediaError {
     /// An answer arrived but no offer of ours is outstanding.
     #[error("no offer is outstanding")]
     NoOfferOutstanding,
-    /// The SFU offered while our own offer waits for its answer. Ours wins: the SFU makes its
-    /// offer again after answering ours.
-    #[error("our own offer is outstanding")]
-    OfferOutstanding,
     /// The local address cannot be used as an ICE host candidate.
     #[error("the local address cannot be used as an ICE candidate: {0}")]
     BadLocalAddress(String),
@@ -339,6 +332,24 @@ impl MediaStats {
     }
 }
 
+/// How many of the others' tracks a participant receives at once: the `recvonly` audio and
+/// video m-lines of its offer, which the SFU fills with the last speakers (every track, while
+/// the call has fewer others than slots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    /// Audio tracks played at once.
+    pub audio: usize,
+    /// Videos shown at once.
+    pub video: usize,
+}
+
+impl Default for Slots {
+    /// 5 voices (more rarely talk at once) and a 3x3 grid of videos.
+    fn default() -> Self {
+        Slots { audio: 5, video: 9 }
+    }
+}
+
 /// The media connection of one participant. See the module documentation.
 pub struct Media {
     rtc: Rtc,
@@ -433,22 +444,22 @@ impl Media {
         self.keyframe_wanted
     }
 
-    /// The SDP offer for the SFU: one `sendonly` audio and one `sendonly` video m-line. Made
-    /// once; its answer goes to [`Media::accept_answer`].
+    /// The SDP offer for the SFU: one `sendonly` audio and one `sendonly` video m-line, and the
+    /// default [`Slots`] to receive on. Made once; its answer goes to [`Media::accept_answer`].
     ///
     /// # Errors
     /// [`MediaError::AlreadyOffered`] on a second call.
     pub fn offer(&mut self) -> Result<String, MediaError> {
-        self.offer_simulcast(&[])
+        self.offer_simulcast(&[], Slots::default())
     }
 
     /// [`Media::offer`] with the video sent as simulcast layers named by these RTP stream ids
     /// (RFC 8851 `rid`s, highest quality first), each then written with
-    /// [`Media::send_video_layer`]. No ids: a single video stream.
+    /// [`Media::send_video_layer`] (no ids: a single video stream), and these slots.
     ///
     /// # Errors
     /// As [`Media::offer`].
-    pub fn offer_simulcast(&mut self, rids: &[&str]) -> Result<String, MediaError> {
+    pub fn offer_simulcast(&mut self, rids: &[&str], slots: Slots) -> Result<String, MediaError> {
         if self.audio.is_some() || self.pending.is_some() {
             return Err(MediaError::AlreadyOffered);
         }
@@ -462,6 +473,16 @@ impl Media {
         let mut change = self.rtc.sdp_api();
         let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let count = if kind == MediaKind::Audio {
+                slots.audio
+            } else {
+                slots.video
+            };
+            for _ in 0..count {
+                change.add_media(kind, Direction::RecvOnly, None, None, None);
+            }
+        }
         let Some((offer, pending)) = change.apply() else {
             return Err(MediaError::AlreadyOffered);
         };
@@ -490,26 +511,6 @@ impl Media {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| MediaError::BadSdp(e.to_string()))
-    }
-
-    /// An offer from the SFU (tracks of other participants added or stopped); returns our
-    /// answer.
-    ///
-    /// # Errors
-    /// [`MediaError::OfferOutstanding`] while our own offer waits for its answer,
-    /// [`MediaError::BadSdp`] if the offer cannot be parsed or applied.
-    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, MediaError> {
-        if self.pending.is_some() {
-            return Err(MediaError::OfferOutstanding);
-        }
-        let offer =
-            SdpOffer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        let answer = self
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        Ok(answer.to_sdp_string())
     }
 
     /// Installs a new MLS epoch's SFrame keys (from
@@ -750,18 +751,12 @@ impl Media {
                 sender.video_bytes += len;
             }
         }
-        let stream_id = self
-            .rtc
-            .media(data.mid)
-            .map(|m| m.stream_id().to_owned())
-            .unwrap_or_default();
         self.events.push_back(MediaEvent::Frame(ReceivedFrame {
             sender_leaf: opened.sender_leaf,
             epoch: opened.epoch,
             kind,
             codec,
             mid: data.mid,
-            stream_id,
             time: data.time,
             frame: opened.frame,
         }));

@@ -156,6 +156,8 @@ pub struct MediaOptions {
     /// The audio level stated on audio packets (RFC 6464 dBov: 0 loudest, -127 silence),
     /// from which the SFU picks the active speaker.
     pub audio_level: i8,
+    /// How many of the others are heard and seen at once.
+    pub slots: crate::media::Slots,
 }
 
 impl Default for MediaOptions {
@@ -167,6 +169,7 @@ impl Default for MediaOptions {
             video_fps: 15,
             simulcast: false,
             audio_level: crate::media::DEFAULT_AUDIO_LEVEL_DBOV,
+            slots: crate::media::Slots::default(),
         }
     }
 }
@@ -1017,7 +1020,7 @@ async fn run(
                 Vec::new()
             }
         };
-        // media: start once in the group, follow the epochs, answer the SFU
+        // media: start once in the group, follow the epochs, take the SFU's answer
         let mut datagrams = Vec::new();
         {
             let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -1033,7 +1036,7 @@ async fn run(
                     media.set_audio_level(options.audio_level);
                     let _ = media.set_keys(keys, Instant::now());
                     let rids: Vec<&str> = pacer.video.iter().filter_map(|(rid, _)| *rid).collect();
-                    if let Ok(sdp) = media.offer_simulcast(&rids) {
+                    if let Ok(sdp) = media.offer_simulcast(&rids, options.slots) {
                         outgoing.push(ClientMessage::MediaOffer { sdp });
                     }
                     state.media = Some(media);
@@ -1045,17 +1048,10 @@ async fn run(
                         let _ = media.set_keys(keys, Instant::now());
                     }
                 }
-                match incoming {
-                    Some(ServerMessage::MediaAnswer { sdp }) => {
-                        if let Err(e) = media.accept_answer(&sdp) {
-                            tracing::warn!(error = %e, "SFU answer refused");
-                        }
+                if let Some(ServerMessage::MediaAnswer { sdp }) = incoming {
+                    if let Err(e) = media.accept_answer(&sdp) {
+                        tracing::warn!(error = %e, "SFU answer refused");
                     }
-                    Some(ServerMessage::MediaOffer { sdp }) => match media.accept_offer(&sdp) {
-                        Ok(sdp) => outgoing.push(ClientMessage::MediaAnswer { sdp }),
-                        Err(e) => tracing::warn!(error = %e, "SFU offer refused"),
-                    },
-                    _ => {}
                 }
                 let deadline = loop {
                     match media.poll_output() {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
+use conclave_client::media::Slots;
 use conclave_client::net::{
     Call, Client, Device, JoinAnswer, MediaOptions, Organisation, VideoSample,
 };
@@ -40,7 +41,8 @@ struct Args {
     /// How many of them send video.
     #[arg(long, default_value_t = 1)]
     video_senders: usize,
-    /// How many of them send audio (default: all; in a large meeting most are muted).
+    /// How many of them send audio (default: all; in a large meeting most are muted). At most
+    /// 25, the most a participant hears at once.
     #[arg(long)]
     audio_senders: Option<usize>,
     /// Video frames per second of each video sender (they send the 640x360, ~1.3 Mbit/s
@@ -323,13 +325,28 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
     let (meeting, organisation, people) = populate(&server, args.participants + 1).await?;
     let idle = server.process.usage()?;
 
+    // Every participant takes a slot for every sender, so that every frame sent is expected
+    // at every other participant (the SFU's slot limit: conclave_sfu::MAX_SLOTS_PER_KIND).
+    let audio_senders = args.audio_senders.unwrap_or(args.participants);
+    if audio_senders.max(args.video_senders) > 25 {
+        bail!(
+            "at most 25 audio and 25 video senders: a participant hears and sees at most 25 \
+             others at once (the last speakers), and this harness expects every frame sent at \
+             every receiver"
+        );
+    }
+    let slots = Slots {
+        audio: audio_senders.max(1),
+        video: args.video_senders.max(1),
+    };
     let mut calls = Vec::with_capacity(args.participants);
     for (i, person) in people.iter().take(args.participants).enumerate() {
         let options = MediaOptions {
-            audio: i < args.audio_senders.unwrap_or(args.participants),
+            audio: i < audio_senders,
             video: i < args.video_senders,
             video_fps: args.fps,
             video_sample: VideoSample::Hd,
+            slots,
             ..MediaOptions::default()
         };
         let call = enter(person, &meeting, &organisation, options).await?;

@@ -39,7 +39,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The protocol version this crate speaks. [`ClientMessage::Hello`] carries it; the server
 /// refuses other versions with [`CloseCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest message, in bytes of JSON text, either side accepts (1 MiB). The largest
 /// legitimate message is a Welcome for a big call: it carries the ratchet tree, about 0.5 KB
@@ -126,16 +126,13 @@ pub enum ClientMessage {
         #[serde(default)]
         received: u64,
     },
-    /// The participant's WebRTC offer (SDP) for its media with the server's SFU: initially
-    /// its own audio and video to send; again whenever it changes them. Answered with
-    /// [`ServerMessage::MediaAnswer`]. Only after the participant is in the MLS group.
+    /// The participant's WebRTC offer (SDP) for its media with the server's SFU: its own
+    /// audio and video to send (`sendonly`) and its slots, the `recvonly` audio and video
+    /// m-lines the SFU fills with the others' media; again whenever it changes them. The SFU
+    /// never offers. Answered with [`ServerMessage::MediaAnswer`]. Only after the participant
+    /// is in the MLS group.
     MediaOffer {
         /// The SDP offer.
-        sdp: String,
-    },
-    /// The participant's answer to a [`ServerMessage::MediaOffer`].
-    MediaAnswer {
-        /// The SDP answer.
         sdp: String,
     },
     /// Host: let a participant waiting in the lobby in.
@@ -304,12 +301,6 @@ pub enum ServerMessage {
     /// The SFU's answer to [`ClientMessage::MediaOffer`].
     MediaAnswer {
         /// The SDP answer.
-        sdp: String,
-    },
-    /// The SFU offers a change of the participant's media (other participants' tracks to
-    /// receive); answer with [`ClientMessage::MediaAnswer`].
-    MediaOffer {
-        /// The SDP offer.
         sdp: String,
     },
     /// The lobby (hosts only), sent on every change.
@@ -522,7 +513,7 @@ mod tests {
         };
         assert_eq!(
             hello.encode(),
-            r#"{"type":"hello","version":1,"ticket":"t","key_package":"AQID","received":0}"#
+            r#"{"type":"hello","version":2,"ticket":"t","key_package":"AQID","received":0}"#
         );
         assert_eq!(ClientMessage::decode(&hello.encode()), Ok(hello));
     }

@@ -27,13 +27,6 @@ pub enum MediaRequest {
         /// The offer.
         sdp: String,
     },
-    /// The participant's answer to an SFU offer.
-    Answer {
-        /// Who.
-        participant: ParticipantId,
-        /// The answer.
-        sdp: String,
-    },
     /// The participant left the call.
     Remove(ParticipantId),
     /// Ask every video sender of the call for a key frame (new MLS epoch: receivers need a
@@ -49,13 +42,6 @@ pub enum MediaNews {
         /// Who.
         participant: ParticipantId,
         /// The answer.
-        sdp: String,
-    },
-    /// The SFU's offer (other participants' tracks changed).
-    Offer {
-        /// Who.
-        participant: ParticipantId,
-        /// The offer.
         sdp: String,
     },
     /// Media flows between the participant and the SFU.
@@ -260,21 +246,6 @@ fn apply(
                 }
             }
         }
-        MediaRequest::Answer { participant, sdp } => {
-            let Some(p) = ids.participants.get(&participant).copied() else {
-                return;
-            };
-            if let Err(e) = sfu.handle_answer(now, p, &sdp) {
-                tell(
-                    state,
-                    meeting,
-                    MediaNews::Refused {
-                        participant,
-                        reason: e.to_string(),
-                    },
-                );
-            }
-        }
         MediaRequest::Remove(participant) => {
             if let Some(p) = ids.participants.get(&participant).copied() {
                 let _ = sfu.remove_participant(p);
@@ -331,15 +302,6 @@ fn news(state: &AppState, ids: &Ids, event: SfuEvent) {
         SfuEvent::ActiveSpeaker { call, participant } => {
             if let Some((meeting, participant)) = find(call, participant) {
                 tell(state, meeting, MediaNews::Speaker(participant));
-            }
-        }
-        SfuEvent::Offer {
-            call,
-            participant,
-            sdp,
-        } => {
-            if let Some((meeting, participant)) = find(call, participant) {
-                tell(state, meeting, MediaNews::Offer { participant, sdp });
             }
         }
         _ => {}

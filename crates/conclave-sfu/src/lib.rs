@@ -9,22 +9,27 @@
 //! (`Rtc::accepts`: STUN by ICE username, everything else by the remote address ICE
 //! nominated), with a small address cache in front.
 //!
-//! Every incoming audio and video track of a participant is forwarded to every other
-//! participant of the same call on an outgoing `sendonly` m-line of its own. The SFU never
-//! interprets media payloads: every frame is SFrame-encrypted end to end by the participants
-//! (`conclave-frame`), and the SFU only reassembles and re-packetizes it with `str0m`, which
-//! reads the RTP header, header extensions and the codec's payload descriptor (the VP8 payload
-//! descriptor and the clear frame-header prefix SFrame leaves for exactly this purpose).
+//! Every participant offers what it sends (`sendonly` audio and video m-lines) and what it
+//! receives: `recvonly` m-lines, its *slots*, as many of each kind as it wants to play and show
+//! at a time (up to [`MAX_SLOTS_PER_KIND`]). The SFU fills each receiver's slots with the other
+//! participants' tracks, best ranked first (who spoke most recently, then who joined first),
+//! and keeps a track on its slot while it is wanted; see `slots.rs`. Small calls, with fewer
+//! others than slots, forward everything; large ones forward the last speakers, like every
+//! large-meeting product does, and the SDP stays the same size whatever the call's size.
+//!
+//! The SFU never interprets media payloads: every frame is SFrame-encrypted end to end by the
+//! participants (`conclave-frame`), and the SFU only reassembles and re-packetizes it with
+//! `str0m`, which reads the RTP header, header extensions and the codec's payload descriptor
+//! (the VP8 payload descriptor and the clear frame-header prefix SFrame leaves for exactly
+//! this purpose). Which sender a slot carries at a moment is in the frame itself (the SFrame
+//! key id names the sender's leaf), so receivers learn it from what they decrypt, not from
+//! the server.
 //!
 //! # Signalling
 //!
-//! The participant offers first: [`Sfu::add_participant`] takes its SDP offer (its own
-//! `sendonly` or `sendrecv` audio and video) and returns the answer. Tracks of the other
-//! participants are added later by the SFU, which then offers: [`SfuEvent::Offer`] carries the
-//! SDP to relay over signalling, and the participant's answer comes back through
-//! [`Sfu::handle_answer`]. At most one SFU offer per participant is outstanding; later changes
-//! wait for its answer. A new offer from the participant ([`Sfu::handle_offer`]) wins over
-//! an outstanding SFU offer, which is then made again.
+//! The participant offers, the SFU answers: [`Sfu::add_participant`] takes the first offer,
+//! [`Sfu::handle_offer`] any later one (a screen share added, slots added or removed). The
+//! SFU never offers, so nobody renegotiates when others join or leave.
 //!
 //! # Key frames
 //!
@@ -60,7 +65,7 @@
 //!     let deadline = loop {
 //!         match sfu.poll_output() {
 //!             Output::Transmit(t) => send(t.destination, &t.contents),
-//!             Output::Event(event) => { /* relay offers, note connections */ let _ = event; }
+//!             Output::Event(event) => { /* note connections, speakers */ let _ = event; }
 //!             Output::Timeout(at) => break at,
 //!         }
 //!     };
@@ -90,6 +95,7 @@
 //! an answer nobody asked for).
 
 mod layers;
+mod slots;
 mod speaker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -99,16 +105,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::SdpOffer;
 use str0m::config::CryptoProvider;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
+use str0m::media::{
+    Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaData, MediaKind, Mid, Rid,
+};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
+
+use slots::{Slot, Source};
 
 /// How long the SFU waits between two key frame requests it forwards to one sender's track on
 /// behalf of receivers or loss. Requests the SFU makes for its own reasons (a new receiver, a
 /// key rotation) are never held back.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The most slots of one kind (audio or video) a participant gets; further `recvonly` m-lines
+/// of that kind carry nothing. Bounds what one receiver costs the SFU.
+pub const MAX_SLOTS_PER_KIND: usize = 25;
 
 /// The timeout [`Sfu::poll_output`] gives when no participant waits on time.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -177,16 +191,6 @@ pub enum SfuEvent {
         /// The participant.
         participant: ParticipantId,
     },
-    /// The SFU changed this participant's media (tracks of others added or removed): relay
-    /// this SDP offer to it and pass its answer to [`Sfu::handle_answer`].
-    Offer {
-        /// The participant's call.
-        call: CallId,
-        /// Who must answer.
-        participant: ParticipantId,
-        /// The SDP offer.
-        sdp: String,
-    },
     /// A frame the SFU forwards, exactly as it sees it (only with [`Sfu::set_tap`]): the
     /// RTP payload after SRTP, which for Conclave is an SFrame ciphertext. For audits that
     /// the server cannot read media, and for tests.
@@ -249,9 +253,6 @@ pub enum SfuError {
     /// A participant with this id exists already (caller misuse).
     #[error("participant {0} exists already")]
     DuplicateParticipant(ParticipantId),
-    /// An answer arrived but the SFU has no offer outstanding for this participant.
-    #[error("no offer is outstanding for participant {0}")]
-    NoOfferOutstanding(ParticipantId),
     /// The local address cannot be used as an ICE host candidate (caller misuse).
     #[error("the SFU's local address cannot be used as an ICE candidate: {0}")]
     BadLocalAddress(String),
@@ -303,60 +304,19 @@ struct TrackIn {
     meter: layers::Meter,
 }
 
-/// Where an outgoing m-line is in its negotiation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TrackOutState {
-    /// Wanted; not offered yet.
-    ToOpen,
-    /// Offered with this mid; waiting for the answer.
-    Negotiating(Mid),
-    /// Negotiated: media goes out on this mid.
-    Open(Mid),
-    /// The source is gone; the m-line must be stopped.
-    ToStop(Mid),
-    /// Stop offered; waiting for the answer.
-    NegotiatingStop(Mid),
-}
-
-/// An outgoing track: another participant's incoming track, forwarded to this one.
-#[derive(Debug)]
-struct TrackOut {
-    origin: ParticipantId,
-    origin_mid: Mid,
-    kind: MediaKind,
-    state: TrackOutState,
-    /// A key frame must be requested from the origin once this receiver is connected.
-    keyframe_wanted: bool,
-    /// The simulcast layer forwarded now.
-    layer: Option<Rid>,
-    /// The layer to switch to at its next key frame.
-    target: Option<Rid>,
-}
-
-impl TrackOut {
-    fn mid(&self) -> Option<Mid> {
-        match self.state {
-            TrackOutState::ToOpen => None,
-            TrackOutState::Negotiating(m)
-            | TrackOutState::Open(m)
-            | TrackOutState::ToStop(m)
-            | TrackOutState::NegotiatingStop(m) => Some(m),
-        }
-    }
-}
-
-/// One participant: its `Rtc` and its track mapping.
+/// One participant: its `Rtc`, what it sends and its slots for what it receives.
 struct Participant {
     call: CallId,
     rtc: Rtc,
     tracks_in: Vec<TrackIn>,
-    tracks_out: Vec<TrackOut>,
-    pending: Option<SdpPendingOffer>,
-    /// `tracks_out` may hold changes to offer. Checked on every poll, so it is a flag rather
-    /// than a scan: polls happen once per forwarded frame per receiver.
-    negotiate: bool,
-    /// Some opened video track waits for a key frame request to its origin.
+    slots: Vec<Slot>,
+    /// Some slot waits for a key frame request to its new origin. Checked on every poll, so
+    /// it is a flag rather than a scan: polls happen once per forwarded frame per receiver.
     keyframes_wanted: bool,
+    /// When it last spoke (audio level above the speech threshold): the slot ranking.
+    spoke_at: Option<Instant>,
+    /// Order of arrival, the ranking's tie-break: earlier ranks higher.
+    joined: u64,
     connected: bool,
     /// Gone for good: not polled, fed nor forwarded to any more.
     dead: bool,
@@ -385,6 +345,8 @@ pub struct Sfu {
     tap: bool,
     /// Who speaks, per call.
     speakers: HashMap<CallId, speaker::SpeakerDetector>,
+    /// Participants added so far (their `joined`).
+    arrivals: u64,
 }
 
 impl fmt::Debug for Sfu {
@@ -413,6 +375,7 @@ impl Sfu {
             stats: SfuStats::default(),
             tap: false,
             speakers: HashMap::new(),
+            arrivals: 0,
         }
     }
 
@@ -437,8 +400,8 @@ impl Sfu {
     }
 
     /// Adds `participant` to `call` with its SDP `offer` and returns the SDP answer. The
-    /// participant's tracks are forwarded to the call's other participants, and theirs to it
-    /// (the SFU will emit [`SfuEvent::Offer`]s for that).
+    /// participant's tracks are forwarded to the call's other participants' slots, and theirs
+    /// to its slots (the offer's `recvonly` m-lines).
     pub fn add_participant(
         &mut self,
         now: Instant,
@@ -473,35 +436,17 @@ impl Sfu {
             .accept_offer(offer)
             .map_err(|e| SfuError::BadSdp(e.to_string()))?;
 
-        // Everything the call's others already send is forwarded to the newcomer.
-        let mut tracks_out = Vec::new();
-        for (id, other) in &self.participants {
-            if other.call != call || other.dead {
-                continue;
-            }
-            for track in &other.tracks_in {
-                tracks_out.push(TrackOut {
-                    origin: *id,
-                    origin_mid: track.mid,
-                    kind: track.kind,
-                    state: TrackOutState::ToOpen,
-                    keyframe_wanted: false,
-                    layer: None,
-                    target: None,
-                });
-            }
-        }
-
+        self.arrivals += 1;
         self.participants.insert(
             participant,
             Participant {
                 call,
                 rtc,
                 tracks_in: Vec::new(),
-                tracks_out,
-                pending: None,
-                negotiate: true,
+                slots: Vec::new(),
                 keyframes_wanted: false,
+                spoke_at: None,
+                joined: self.arrivals,
                 connected: false,
                 dead: false,
                 deadline: None,
@@ -513,8 +458,8 @@ impl Sfu {
         Ok(answer.to_sdp_string())
     }
 
-    /// Removes a participant: its tracks stop being forwarded (the others get offers that stop
-    /// the m-lines) and its datagrams are no longer accepted.
+    /// Removes a participant: its tracks stop being forwarded (the others' slots that carried
+    /// them take someone else's, or fall quiet) and its datagrams are no longer accepted.
     pub fn remove_participant(&mut self, participant: ParticipantId) -> Result<(), SfuError> {
         let Some(mut gone) = self.participants.remove(&participant) else {
             return Err(SfuError::UnknownParticipant(participant));
@@ -528,27 +473,12 @@ impl Sfu {
             self.speakers.remove(&gone.call);
         }
         self.by_address.retain(|_, p| *p != participant);
-        for (id, other) in &mut self.participants {
-            if other.call != gone.call {
-                continue;
-            }
-            let before = other.tracks_out.len();
-            // Never offered: forget it. Offered or open: stopped by the next negotiation.
-            other
-                .tracks_out
-                .retain(|t| !(t.origin == participant && t.state == TrackOutState::ToOpen));
-            if before != other.tracks_out.len()
-                || other.tracks_out.iter().any(|t| t.origin == participant)
-            {
-                other.negotiate = true;
-                self.dirty.insert(*id);
-            }
-        }
+        self.assign(gone.call);
         Ok(())
     }
 
-    /// A new SDP offer from the participant (it added or removed its own tracks). Returns the
-    /// answer. An SFU offer still outstanding is withdrawn and made again later.
+    /// A new SDP offer from the participant (it added or removed tracks to send, or slots to
+    /// receive on). Returns the answer.
     pub fn handle_offer(
         &mut self,
         now: Instant,
@@ -567,65 +497,8 @@ impl Sfu {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        if p.pending.take().is_some() {
-            for track in &mut p.tracks_out {
-                track.state = match track.state {
-                    TrackOutState::Negotiating(_) => TrackOutState::ToOpen,
-                    TrackOutState::NegotiatingStop(m) => TrackOutState::ToStop(m),
-                    other => other,
-                };
-            }
-        }
-        p.negotiate = true;
         self.dirty.insert(participant);
         Ok(answer.to_sdp_string())
-    }
-
-    /// The participant's answer to the SFU's last [`SfuEvent::Offer`].
-    pub fn handle_answer(
-        &mut self,
-        now: Instant,
-        participant: ParticipantId,
-        answer: &str,
-    ) -> Result<(), SfuError> {
-        self.advance(now);
-        let p = self
-            .participants
-            .get_mut(&participant)
-            .ok_or(SfuError::UnknownParticipant(participant))?;
-        let answer =
-            SdpAnswer::from_sdp_string(answer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let pending = p
-            .pending
-            .take()
-            .ok_or(SfuError::NoOfferOutstanding(participant))?;
-        let result = p.rtc.sdp_api().accept_answer(pending, answer);
-        if let Err(e) = result {
-            // The offer is spent either way: make it again.
-            for track in &mut p.tracks_out {
-                track.state = match track.state {
-                    TrackOutState::Negotiating(_) => TrackOutState::ToOpen,
-                    TrackOutState::NegotiatingStop(m) => TrackOutState::ToStop(m),
-                    other => other,
-                };
-            }
-            p.negotiate = true;
-            self.dirty.insert(participant);
-            return Err(SfuError::BadSdp(e.to_string()));
-        }
-        for track in &mut p.tracks_out {
-            if let TrackOutState::Negotiating(m) = track.state {
-                track.state = TrackOutState::Open(m);
-                track.keyframe_wanted = track.kind == MediaKind::Video;
-                p.keyframes_wanted |= track.keyframe_wanted;
-            }
-        }
-        p.tracks_out
-            .retain(|t| !matches!(t.state, TrackOutState::NegotiatingStop(_)));
-        // changes that came while the offer was out
-        p.negotiate = true;
-        self.dirty.insert(participant);
-        Ok(())
     }
 
     /// Asks every video sender of `call` for a key frame (RTCP PLI), at once. Call it after
@@ -771,10 +644,10 @@ impl Sfu {
         for p in self.participants.values_mut().filter(|p| !p.dead && due(p)) {
             p.desired_at = Some(now);
             let wanted: f64 = p
-                .tracks_out
+                .slots
                 .iter()
-                .filter(|t| matches!(t.state, TrackOutState::Open(_)))
-                .filter_map(|t| rates.get(&(t.origin, t.origin_mid)))
+                .filter_map(|s| s.aimed())
+                .filter_map(|t| rates.get(&t))
                 .sum();
             let wanted = (wanted * 1.2 + 100_000.0).max(layers::INITIAL_ESTIMATE_BPS as f64);
             p.rtc.bwe().set_desired_bitrate(Bitrate::bps(wanted as u64));
@@ -803,6 +676,7 @@ impl Sfu {
     fn poll_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
         let mut events = Vec::new();
+        let mut dead_calls = Vec::new();
         for id in dirty {
             let Some(p) = self.participants.get_mut(&id) else {
                 continue;
@@ -810,7 +684,6 @@ impl Sfu {
             if p.dead {
                 continue;
             }
-            self.negotiate_if_needed(id);
             self.request_wanted_keyframes(id);
             let Some(p) = self.participants.get_mut(&id) else {
                 continue;
@@ -841,12 +714,7 @@ impl Sfu {
                 p.dead = true;
                 p.deadline = None;
                 let call = p.call;
-                for (other_id, other) in &mut self.participants {
-                    if other.call == call && other.tracks_out.iter().any(|t| t.origin == id) {
-                        other.negotiate = true;
-                        self.dirty.insert(*other_id);
-                    }
-                }
+                dead_calls.push(call);
                 self.outputs
                     .push_back(Output::Event(SfuEvent::Disconnected {
                         call,
@@ -856,6 +724,9 @@ impl Sfu {
         }
         for (id, event) in events {
             self.handle_event(id, event);
+        }
+        for call in dead_calls {
+            self.assign(call);
         }
     }
 
@@ -880,56 +751,51 @@ impl Sfu {
                 p.rtc.disconnect();
                 self.dirty.insert(id);
             }
-            Event::MediaAdded(added) => {
-                let ours = p.tracks_out.iter().any(|t| t.mid() == Some(added.mid));
-                let incoming = matches!(added.direction, Direction::RecvOnly | Direction::SendRecv);
-                if ours || !incoming || p.tracks_in.iter().any(|t| t.mid == added.mid) {
+            Event::MediaAdded(MediaAdded { mid, direction, .. })
+            | Event::MediaChanged(MediaChanged { mid, direction }) => {
+                let Some(kind) = p.rtc.media(mid).map(|m| m.kind()) else {
                     return;
-                }
-                p.tracks_in.push(TrackIn {
-                    mid: added.mid,
-                    kind: added.kind,
-                    last_keyframe_request: None,
-                    layers: Vec::new(),
-                    meter: layers::Meter::default(),
-                });
-                for (other_id, other) in &mut self.participants {
-                    if *other_id == id || other.call != call || other.dead {
-                        continue;
-                    }
-                    other.negotiate = true;
-                    other.tracks_out.push(TrackOut {
-                        origin: id,
-                        origin_mid: added.mid,
-                        kind: added.kind,
-                        state: TrackOutState::ToOpen,
-                        keyframe_wanted: false,
-                        layer: None,
-                        target: None,
+                };
+                // What the SFU receives on the m-line is a track; what it sends, a slot.
+                let receives = matches!(direction, Direction::RecvOnly | Direction::SendRecv);
+                let sends = matches!(direction, Direction::SendOnly | Direction::SendRecv);
+                p.tracks_in.retain(|t| t.mid != mid || receives);
+                if receives && !p.tracks_in.iter().any(|t| t.mid == mid) {
+                    p.tracks_in.push(TrackIn {
+                        mid,
+                        kind,
+                        last_keyframe_request: None,
+                        layers: Vec::new(),
+                        meter: layers::Meter::default(),
                     });
-                    self.dirty.insert(*other_id);
                 }
+                p.slots.retain(|s| s.mid != mid || sends);
+                let room = p.slots.iter().filter(|s| s.kind == kind).count() < MAX_SLOTS_PER_KIND;
+                if sends && room && !p.slots.iter().any(|s| s.mid == mid) {
+                    p.slots.push(Slot::new(mid, kind));
+                }
+                self.assign(call);
             }
             Event::MediaData(data) => self.forward(id, data),
             Event::EgressBitrateEstimate(
                 BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
             ) => p.estimate = Some(estimate),
             Event::KeyframeRequest(request) => {
-                let Some(track) = p
-                    .tracks_out
+                let Some(source) = p
+                    .slots
                     .iter()
-                    .find(|t| t.state == TrackOutState::Open(request.mid))
+                    .find(|s| s.mid == request.mid)
+                    .and_then(|s| s.current)
                 else {
                     return;
                 };
-                let (origin, origin_mid, layer) = (track.origin, track.origin_mid, track.layer);
-                if self.throttled(origin, origin_mid) {
+                if self.throttled(source.origin, source.mid) {
                     return;
                 }
                 self.request_keyframe(
-                    origin,
-                    origin_mid,
-                    layer,
+                    source.origin,
+                    source.mid,
+                    source.rid,
                     request.kind,
                     KeyframeReason::Receiver,
                 );
@@ -938,13 +804,14 @@ impl Sfu {
         }
     }
 
-    /// Writes one incoming frame of `origin` to every other participant of its call that has
-    /// the track open.
+    /// Writes one incoming frame of `origin` to every other participant of its call whose slot
+    /// carries the track (switching slots to it at its key frames).
     fn forward(&mut self, origin: ParticipantId, data: MediaData) {
         let Some(sender) = self.participants.get(&origin) else {
             return;
         };
         let call = sender.call;
+        let now = self.now;
         if self.tap {
             self.outputs.push_back(Output::Event(SfuEvent::Tapped {
                 call,
@@ -954,37 +821,22 @@ impl Sfu {
             }));
         }
         if let Some(level) = data.ext_vals.audio_level {
-            let speaker = self
-                .speakers
-                .entry(call)
-                .or_default()
-                .observe(origin, level, self.now);
-            if let Some(participant) = speaker {
-                self.outputs
-                    .push_back(Output::Event(SfuEvent::ActiveSpeaker { call, participant }));
-            }
+            self.observe_level(call, origin, level);
         }
-        let now = self.now;
+        let Some(track) = self
+            .participants
+            .get_mut(&origin)
+            .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == data.mid))
+        else {
+            return;
+        };
         let layers = match data.rid {
             Some(rid) => {
-                let Some(track) = self
-                    .participants
-                    .get_mut(&origin)
-                    .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == data.mid))
-                else {
-                    return;
-                };
                 layers::observe(&mut track.layers, rid, data.data.len(), now);
                 track.layers.clone()
             }
             None => {
-                if let Some(track) = self
-                    .participants
-                    .get_mut(&origin)
-                    .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == data.mid))
-                {
-                    track.meter.observe(data.data.len(), now);
-                }
+                track.meter.observe(data.data.len(), now);
                 Vec::new()
             }
         };
@@ -997,46 +849,55 @@ impl Sfu {
                 KeyframeReason::Loss,
             );
         }
+        let audio = data.params.spec().codec.is_audio();
         let keyframe = data.is_keyframe();
+        let this = Source {
+            origin,
+            mid: data.mid,
+            rid: data.rid,
+        };
         let mut switches = Vec::new();
         for (id, p) in &mut self.participants {
             if *id == origin || p.call != call || p.dead || !p.connected {
                 continue;
             }
             let open_video = p
-                .tracks_out
+                .slots
                 .iter()
-                .filter(|t| t.kind == MediaKind::Video && matches!(t.state, TrackOutState::Open(_)))
+                .filter(|s| s.kind == MediaKind::Video && s.aimed().is_some())
                 .count()
                 .max(1);
-            let Some(track) = p.tracks_out.iter_mut().find(|t| {
-                matches!(t.state, TrackOutState::Open(_))
-                    && t.origin == origin
-                    && t.origin_mid == data.mid
-            }) else {
+            let Some(slot) = p.slots.iter_mut().find(|s| s.serves(origin, data.mid)) else {
                 continue;
             };
-            let Some(mid) = track.mid() else { continue };
-            if let Some(rid) = data.rid {
+            if data.rid.is_some() && slot.aimed() == Some(this.track()) {
                 // the receiver's share of the bandwidth towards it picks the layer
                 let estimate = p
                     .estimate
                     .map_or(layers::INITIAL_ESTIMATE_BPS as f64, |b| b.as_f64());
-                let target = layers::choose(&layers, track.target, estimate / open_video as f64);
-                if target != track.target {
-                    track.target = target;
-                    if let Some(target) = target.filter(|t| track.layer != Some(*t)) {
-                        switches.push(target);
+                let aimed = slot.next.or(slot.current).and_then(|s| s.rid);
+                let target = layers::choose(&layers, aimed, estimate / open_video as f64);
+                let wanted = Source {
+                    rid: target,
+                    ..this
+                };
+                if slot.current == Some(wanted) {
+                    slot.next = None;
+                } else if slot.next != Some(wanted) {
+                    slot.next = Some(wanted);
+                    if let Some(rid) = target {
+                        switches.push(rid);
                     }
                 }
-                if keyframe && track.layer != track.target && Some(rid) == track.target {
-                    track.layer = track.target;
-                }
-                if track.layer != Some(rid) {
-                    continue;
-                }
             }
-            let Some(writer) = p.rtc.writer(mid) else {
+            if slot.next == Some(this) && (keyframe || audio) {
+                slot.current = slot.next.take();
+            }
+            if slot.current != Some(this) {
+                continue;
+            }
+            let time = slot.rtp_time(this, data.time, data.network_time);
+            let Some(writer) = p.rtc.writer(slot.mid) else {
                 self.stats.frames_dropped += 1;
                 continue;
             };
@@ -1048,7 +909,7 @@ impl Sfu {
                 (Some(level), vad) => writer.audio_level(level, vad.unwrap_or(false)),
                 (None, _) => writer,
             };
-            match writer.write(pt, data.network_time, data.time, Arc::clone(&data.data)) {
+            match writer.write(pt, data.network_time, time, Arc::clone(&data.data)) {
                 Ok(()) => self.stats.frames_forwarded += 1,
                 Err(e) => {
                     tracing::debug!(participant = %id, error = %e, "frame not written");
@@ -1070,6 +931,68 @@ impl Sfu {
                 KeyframeRequestKind::Pli,
                 KeyframeReason::LayerSwitch,
             );
+        }
+    }
+
+    /// One audio packet's level (RFC 6464) from `origin`: feeds the call's speaker detection,
+    /// and re-ranks the call's slots when `origin` starts to speak after a pause.
+    fn observe_level(&mut self, call: CallId, origin: ParticipantId, level: i8) {
+        let now = self.now;
+        let speakers = self.speakers.entry(call).or_default();
+        if let Some(participant) = speakers.observe(origin, level, now) {
+            self.outputs
+                .push_back(Output::Event(SfuEvent::ActiveSpeaker { call, participant }));
+        }
+        if !speakers.speaking(origin, now) {
+            return;
+        }
+        let Some(p) = self.participants.get_mut(&origin) else {
+            return;
+        };
+        let resumed = p
+            .spoke_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= slots::TALK_SPURT_GAP);
+        p.spoke_at = Some(now);
+        if resumed {
+            self.assign(call);
+        }
+    }
+
+    /// Fills every slot of every participant of `call` from the call's live tracks, ranked:
+    /// who spoke most recently first, then who joined first. Run when tracks, slots or the
+    /// ranking change, not per frame.
+    fn assign(&mut self, call: CallId) {
+        let mut ranked: Vec<(Option<Instant>, u64, ParticipantId)> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.call == call && !p.dead)
+            .map(|(id, p)| (p.spoke_at, p.joined, *id))
+            .collect();
+        // latest speaker first (`None`, never spoke, last), then earliest arrival
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let tracks: Vec<(ParticipantId, Mid, MediaKind)> = ranked
+            .iter()
+            .filter_map(|(_, _, id)| self.participants.get(id).map(|p| (*id, p)))
+            .flat_map(|(id, p)| p.tracks_in.iter().map(move |t| (id, t.mid, t.kind)))
+            .collect();
+        let members: Vec<ParticipantId> = ranked.iter().map(|r| r.2).collect();
+        for id in members {
+            let Some(p) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            let mut changed = 0;
+            for kind in [MediaKind::Audio, MediaKind::Video] {
+                let wanted: Vec<(ParticipantId, Mid)> = tracks
+                    .iter()
+                    .filter(|(origin, _, k)| *origin != id && *k == kind)
+                    .map(|(origin, mid, _)| (*origin, *mid))
+                    .collect();
+                changed += slots::assign(&mut p.slots, kind, &wanted);
+            }
+            if changed > 0 {
+                p.keyframes_wanted = true;
+                self.dirty.insert(id);
+            }
         }
     }
 
@@ -1148,7 +1071,8 @@ impl Sfu {
             }));
     }
 
-    /// For a connected receiver, asks the origins of newly opened video tracks for key frames.
+    /// For a connected receiver, asks the origins of the tracks its video slots switch to for
+    /// key frames.
     fn request_wanted_keyframes(&mut self, id: ParticipantId) {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
@@ -1157,85 +1081,23 @@ impl Sfu {
             return;
         }
         p.keyframes_wanted = false;
-        let wanted: Vec<(ParticipantId, Mid)> = p
-            .tracks_out
+        let wanted: Vec<Source> = p
+            .slots
             .iter_mut()
-            .filter(|t| t.keyframe_wanted)
-            .map(|t| {
-                t.keyframe_wanted = false;
-                (t.origin, t.origin_mid)
+            .filter(|s| s.keyframe_wanted)
+            .filter_map(|s| {
+                s.keyframe_wanted = false;
+                s.next
             })
             .collect();
-        for (origin, mid) in wanted {
+        for source in wanted {
             self.request_keyframe(
-                origin,
-                mid,
+                source.origin,
+                source.mid,
                 None,
                 KeyframeRequestKind::Pli,
                 KeyframeReason::NewReceiver,
             );
         }
-    }
-
-    /// Offers the participant its pending track changes, unless an offer is outstanding.
-    fn negotiate_if_needed(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else {
-            return;
-        };
-        // An outstanding offer keeps the flag: its answer (or withdrawal) comes back here.
-        if !p.negotiate || p.pending.is_some() {
-            return;
-        }
-        let call = p.call;
-        // Open m-lines whose source is gone are stopped.
-        let live: BTreeSet<(ParticipantId, Mid)> = self
-            .participants
-            .iter()
-            .filter(|(_, p)| !p.dead && p.call == call)
-            .flat_map(|(pid, p)| p.tracks_in.iter().map(move |t| (*pid, t.mid)))
-            .collect();
-        let Some(p) = self.participants.get_mut(&id) else {
-            return;
-        };
-        p.negotiate = false;
-        for track in &mut p.tracks_out {
-            if let TrackOutState::Open(m) = track.state {
-                if !live.contains(&(track.origin, track.origin_mid)) {
-                    track.state = TrackOutState::ToStop(m);
-                }
-            }
-        }
-        p.tracks_out.retain(|t| {
-            t.state != TrackOutState::ToOpen || live.contains(&(t.origin, t.origin_mid))
-        });
-        let mut change = p.rtc.sdp_api();
-        for track in &mut p.tracks_out {
-            match track.state {
-                TrackOutState::ToOpen => {
-                    let stream = track.origin.0.to_string();
-                    let mid =
-                        change.add_media(track.kind, Direction::SendOnly, Some(stream), None, None);
-                    track.state = TrackOutState::Negotiating(mid);
-                }
-                TrackOutState::ToStop(m) => {
-                    change.stop_media(m);
-                    track.state = TrackOutState::NegotiatingStop(m);
-                }
-                _ => {}
-            }
-        }
-        if !change.has_changes() {
-            return;
-        }
-        let Some((offer, pending)) = change.apply() else {
-            return;
-        };
-        p.pending = Some(pending);
-        let call = p.call;
-        self.outputs.push_back(Output::Event(SfuEvent::Offer {
-            call,
-            participant: id,
-            sdp: offer.to_sdp_string(),
-        }));
     }
 }

@@ -71,6 +71,12 @@ impl SpeakerDetector {
         self.decide(now)
     }
 
+    /// Whether `participant` speaks now: their smoothed level is above the speech threshold
+    /// and their audio still arrives.
+    pub(crate) fn speaking(&self, participant: ParticipantId, now: Instant) -> bool {
+        self.level(participant, now) >= SPEECH_THRESHOLD_DBOV
+    }
+
     /// Forgets a participant who left; if they were the speaker, nobody is until the next
     /// decision.
     pub(crate) fn remove(&mut self, participant: ParticipantId) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use conclave_sfu::{
     CallId, KeyframeReason, Output, ParticipantId, ReceiveError, Sfu, SfuEvent, Transmit,
 };
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::Receive;
@@ -54,10 +54,13 @@ struct Client {
     keyframe_requests: Vec<KeyframeRequestKind>,
     nacks_sent: BTreeMap<Mid, u64>,
     inbox: VecDeque<Transmit>,
+    /// The audio level stated on every audio frame (RFC 6464 dBov), if any.
+    level: Option<i8>,
 }
 
 impl Client {
-    fn join(sfu: &mut Sfu, now: Instant, call: CallId, n: u8) -> Client {
+    /// Joins with `slots` audio and as many video slots to receive on.
+    fn join(sfu: &mut Sfu, now: Instant, call: CallId, n: u8, slots: usize) -> Client {
         let addr: SocketAddr = format!("10.0.1.{n}:5000").parse().unwrap();
         let crypto = std::sync::Arc::new(str0m::crypto::from_feature_flags());
         let mut rtc = Rtc::builder()
@@ -68,6 +71,10 @@ impl Client {
         let mut change = rtc.sdp_api();
         let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        for _ in 0..slots {
+            change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+            change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        }
         let (offer, pending) = change.apply().unwrap();
         let id = ParticipantId(u64::from(n));
         let answer = sfu
@@ -92,6 +99,7 @@ impl Client {
             keyframe_requests: Vec::new(),
             nacks_sent: BTreeMap::new(),
             inbox: VecDeque::new(),
+            level: None,
         }
     }
 
@@ -121,6 +129,10 @@ impl Client {
                 .unwrap()
                 .pt();
             let time = MediaTime::new(u64::from(seq) * 960, Frequency::FORTY_EIGHT_KHZ);
+            let writer = match self.level {
+                Some(level) => writer.audio_level(level, true),
+                None => writer,
+            };
             writer.write(pt, now, time, frame(me, false, seq)).unwrap();
             self.audio_seq += 1;
             self.next_audio += Duration::from_millis(20);
@@ -219,9 +231,18 @@ impl Net {
         }
     }
 
+    /// Joins participant `n` with four slots of each kind: a full mesh up to five.
     fn join(&mut self, n: u8) {
-        let client = Client::join(&mut self.sfu, self.now, self.call, n);
+        self.join_with_slots(n, 4);
+    }
+
+    fn join_with_slots(&mut self, n: u8, slots: usize) {
+        let client = Client::join(&mut self.sfu, self.now, self.call, n, slots);
         self.clients.push(client);
+    }
+
+    fn client_mut(&mut self, n: u8) -> &mut Client {
+        self.clients.iter_mut().find(|c| c.number() == n).unwrap()
     }
 
     fn client(&self, n: u8) -> &Client {
@@ -243,27 +264,6 @@ impl Net {
                         if let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) {
                             c.inbox.push_back(t);
                         }
-                        moved = true;
-                    }
-                    Output::Event(SfuEvent::Offer {
-                        participant, sdp, ..
-                    }) => {
-                        let now = self.now;
-                        let c = self
-                            .clients
-                            .iter_mut()
-                            .find(|c| c.id == participant)
-                            .unwrap();
-                        let offer = SdpOffer::from_sdp_string(&sdp).unwrap();
-                        let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
-                        self.sfu
-                            .handle_answer(now, participant, &answer.to_sdp_string())
-                            .unwrap();
-                        self.events.push(SfuEvent::Offer {
-                            call: self.call,
-                            participant,
-                            sdp,
-                        });
                         moved = true;
                     }
                     Output::Event(e) => self.events.push(e),
@@ -465,24 +465,9 @@ fn a_participant_who_leaves_stops_being_forwarded() {
     net.sfu.remove_participant(ParticipantId(3)).unwrap();
     let gone = net.clients.pop().unwrap();
     let before: Vec<u64> = net.clients.iter().map(|c| c.count(&gone, true)).collect();
-    let offers_before = net
-        .events
-        .iter()
-        .filter(|e| matches!(e, SfuEvent::Offer { .. }))
-        .count();
     net.run(Duration::from_secs(1));
     let after: Vec<u64> = net.clients.iter().map(|c| c.count(&gone, true)).collect();
     assert_eq!(before, after);
-    let offers_after = net
-        .events
-        .iter()
-        .filter(|e| matches!(e, SfuEvent::Offer { .. }))
-        .count();
-    assert_eq!(
-        offers_after,
-        offers_before + 2,
-        "both remaining get an offer stopping the m-lines"
-    );
     assert_eq!(net.sfu.participant_count(), 2);
     // The two that stay still hear each other.
     let a = net.client(1).count(net.client(2), false);
@@ -492,6 +477,57 @@ fn a_participant_who_leaves_stops_being_forwarded() {
         net.sfu.remove_participant(ParticipantId(3)),
         Err(conclave_sfu::SfuError::UnknownParticipant(_))
     ));
+}
+
+#[test]
+fn a_call_larger_than_the_slots_forwards_the_last_speakers() {
+    let mut net = Net::new();
+    for n in 1..=5 {
+        net.join_with_slots(n, 2);
+    }
+    net.run(Duration::from_secs(3));
+    // nobody spoke: the first to join fill the slots
+    let five = net.client(5);
+    for (sender, expected) in [(1, true), (2, true), (3, false), (4, false)] {
+        let sender = net.client(sender);
+        for video in [false, true] {
+            assert_eq!(
+                five.count(sender, video) > 0,
+                expected,
+                "{} {video}",
+                sender.id
+            );
+        }
+    }
+    assert_eq!(net.client(1).count(net.client(4), false), 0);
+    // 4 speaks: it takes the slot of the lowest ranked sender everywhere
+    net.client_mut(4).level = Some(-20);
+    net.run(Duration::from_secs(1));
+    let counts = |net: &Net, rx: u8| -> Vec<(u64, u64)> {
+        (1..=4)
+            .map(|tx| {
+                let (rx, tx) = (net.client(rx), net.client(tx));
+                (rx.count(tx, false), rx.count(tx, true))
+            })
+            .collect()
+    };
+    let (five_before, one_before) = (counts(&net, 5), counts(&net, 1));
+    net.run(Duration::from_secs(1));
+    let (five_after, one_after) = (counts(&net, 5), counts(&net, 1));
+    let grew = |before: &[(u64, u64)], after: &[(u64, u64)], tx: usize| {
+        let (b, a) = (before[tx - 1], after[tx - 1]);
+        (a.0 > b.0 + 40, a.1 > b.1 + 20)
+    };
+    // 5 keeps 1 (ranked above 2 by arrival) and swapped 2 for 4; 1 swapped 3 for 4
+    assert_eq!(grew(&five_before, &five_after, 1), (true, true));
+    assert_eq!(grew(&five_before, &five_after, 2), (false, false));
+    assert_eq!(grew(&five_before, &five_after, 4), (true, true));
+    assert_eq!(grew(&one_before, &one_after, 2), (true, true));
+    assert_eq!(grew(&one_before, &one_after, 3), (false, false));
+    assert_eq!(grew(&one_before, &one_after, 4), (true, true));
+    for c in &net.clients {
+        assert_eq!(c.corrupt, 0, "{} got corrupt frames", c.id);
+    }
 }
 
 #[test]
@@ -591,11 +627,11 @@ fn signalling_misuse_is_an_error() {
     ));
     net.join(1);
     assert!(matches!(
-        net.sfu.handle_answer(now, ParticipantId(1), "v=0"),
-        Err(conclave_sfu::SfuError::BadSdp(_) | conclave_sfu::SfuError::NoOfferOutstanding(_))
+        net.sfu.handle_offer(now, ParticipantId(1), "v=0"),
+        Err(conclave_sfu::SfuError::BadSdp(_))
     ));
     assert!(matches!(
-        net.sfu.handle_answer(now, ParticipantId(5), "v=0"),
+        net.sfu.handle_offer(now, ParticipantId(5), "v=0"),
         Err(conclave_sfu::SfuError::UnknownParticipant(_))
     ));
     net.join(2);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conclave_sfu::{CallId, Output, ParticipantId, ReceiveError, Sfu, SfuEvent};
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
@@ -73,6 +73,9 @@ impl Client {
         let mut change = rtc.sdp_api();
         let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        // one slot of each kind: the call has two participants
+        change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, pending) = change.apply().unwrap();
         let id = ParticipantId(u64::from(n));
         let answer = sfu
@@ -232,21 +235,6 @@ impl Net {
                             },
                         );
                         c.rtc.handle_input(input).unwrap();
-                    }
-                    Output::Event(SfuEvent::Offer {
-                        participant, sdp, ..
-                    }) => {
-                        moved = true;
-                        let c = self
-                            .clients
-                            .iter_mut()
-                            .find(|c| c.id == participant)
-                            .unwrap();
-                        let offer = SdpOffer::from_sdp_string(&sdp).unwrap();
-                        let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
-                        self.sfu
-                            .handle_answer(self.now, participant, &answer.to_sdp_string())
-                            .unwrap();
                     }
                     Output::Event(e) => self.events.push(e),
                 }

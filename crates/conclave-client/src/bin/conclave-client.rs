@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use conclave_client::media::Slots;
 use conclave_client::net::{
     Call, CallState, Client, ClientError, Device, JoinAnswer, MediaOptions, Organisation,
     Reconnected, VideoSample,
@@ -87,6 +88,12 @@ enum Command {
         /// samples are sent as recorded, so the level that picks the active speaker is given.
         #[arg(long, default_value_t = -30, allow_negative_numbers = true)]
         level: i8,
+        /// How many of the others to hear at once (the last speakers).
+        #[arg(long, default_value_t = Slots::default().audio)]
+        audio_slots: usize,
+        /// How many of the others to see at once (the last speakers).
+        #[arg(long, default_value_t = Slots::default().video)]
+        video_slots: usize,
         /// As a host: admit everyone who waits in the lobby.
         #[arg(long)]
         admit_waiting: bool,
@@ -169,6 +176,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         simulcast,
         fps,
         level,
+        audio_slots,
+        video_slots,
         admit_waiting,
         json,
     } = cli.command;
@@ -204,6 +213,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         video_fps: fps.unwrap_or(if hd || simulcast { 30 } else { 15 }),
         simulcast,
         audio_level: level,
+        slots: Slots {
+            audio: audio_slots,
+            video: video_slots,
+        },
     };
     let mut call = client
         .connect_with(&meeting, &device, &organisation, ticket, options)

@@ -605,7 +605,7 @@ impl Room {
                     self.roster_changed();
                 }
             }
-            ClientMessage::MediaOffer { sdp } | ClientMessage::MediaAnswer { sdp }
+            ClientMessage::MediaOffer { sdp }
                 if !self.find(from).is_some_and(|p| p.phase == Phase::Member) =>
             {
                 let _ = sdp;
@@ -613,12 +613,6 @@ impl Room {
             }
             ClientMessage::MediaOffer { sdp } => {
                 self.outputs.push_back(Output::Media(MediaRequest::Offer {
-                    participant: from,
-                    sdp,
-                }))
-            }
-            ClientMessage::MediaAnswer { sdp } => {
-                self.outputs.push_back(Output::Media(MediaRequest::Answer {
                     participant: from,
                     sdp,
                 }))
@@ -780,9 +774,6 @@ impl Room {
         match news {
             MediaNews::Answer { participant, sdp } => {
                 self.send(participant, ServerMessage::MediaAnswer { sdp });
-            }
-            MediaNews::Offer { participant, sdp } => {
-                self.send(participant, ServerMessage::MediaOffer { sdp });
             }
             MediaNews::Connected(participant) => {
                 if let Some(p) = self.find_mut(participant) {

@@ -1,0 +1,265 @@
+//! Slots: the receiving m-lines a participant offers, and which of the others' tracks fill
+//! them.
+//!
+//! A participant offers, once, as many `recvonly` audio and video m-lines as it wants to
+//! play and show at a time. Each is a slot. The SFU fills a receiver's slots of a kind with
+//! the best-ranked tracks of that kind (who spoke last first, then who joined first) and
+//! moves a track to another slot only when it must: a slot keeps what it carries while that
+//! is still wanted. So the SDP does not grow with the call and nobody renegotiates when
+//! others join or leave; who is on a slot is told by the frames themselves (the SFrame key id
+//! names the sender), not by signalling.
+//!
+//! Audio changes slot at once. Video keeps playing the old track on the slot until a key
+//! frame of the new one arrives (the SFU asks for one), because a decoder can only start
+//! there; simulcast layer changes ride on the same mechanism. Across a change the slot's RTP
+//! timestamps continue from where they were (advanced by the wall-clock time that passed), so
+//! the receiver's jitter buffer sees one stream rather than a jump.
+
+use std::time::{Duration, Instant};
+
+use str0m::media::{MediaKind, MediaTime, Mid, Rid};
+
+use crate::ParticipantId;
+
+/// One incoming stream: a participant's track, and its simulcast layer if it has layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Source {
+    pub(crate) origin: ParticipantId,
+    pub(crate) mid: Mid,
+    pub(crate) rid: Option<Rid>,
+}
+
+impl Source {
+    pub(crate) fn track(&self) -> (ParticipantId, Mid) {
+        (self.origin, self.mid)
+    }
+}
+
+/// One receiving m-line of a participant.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) mid: Mid,
+    pub(crate) kind: MediaKind,
+    /// What it carries now.
+    pub(crate) current: Option<Source>,
+    /// What it carries from that stream's next key frame on (video only).
+    pub(crate) next: Option<Source>,
+    /// A key frame must be asked of `next`'s origin once the receiver is connected.
+    pub(crate) keyframe_wanted: bool,
+    timeline: Option<Timeline>,
+}
+
+/// Where a slot's RTP clock stands: frames of `from` at `base_in` go out at `base_out`.
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    from: Source,
+    base_in: MediaTime,
+    base_out: MediaTime,
+    last_out: MediaTime,
+    last_at: Instant,
+}
+
+impl Slot {
+    pub(crate) fn new(mid: Mid, kind: MediaKind) -> Slot {
+        Slot {
+            mid,
+            kind,
+            current: None,
+            next: None,
+            keyframe_wanted: false,
+            timeline: None,
+        }
+    }
+
+    /// The track the slot is for: the one it switches to, else the one it carries.
+    pub(crate) fn aimed(&self) -> Option<(ParticipantId, Mid)> {
+        self.next.or(self.current).map(|s| s.track())
+    }
+
+    /// Whether the slot carries or is about to carry this track.
+    pub(crate) fn serves(&self, origin: ParticipantId, mid: Mid) -> bool {
+        [self.current, self.next]
+            .iter()
+            .flatten()
+            .any(|s| s.track() == (origin, mid))
+    }
+
+    /// The RTP time to write a frame of `from` taken at `time` (its sender's clock) with, as
+    /// it goes out `at`: the sender's clock shifted so that the slot's clock runs on without
+    /// a jump when the slot changed source.
+    pub(crate) fn rtp_time(&mut self, from: Source, time: MediaTime, at: Instant) -> MediaTime {
+        let rate = time.frequency();
+        let out = match self.timeline {
+            Some(t) if t.from == from => (t.base_out + time.saturating_sub(t.base_in)).rebase(rate),
+            Some(t) => {
+                // at least one tick on, so that the first frame of the new source is later
+                let gap = MediaTime::from(at.saturating_duration_since(t.last_at))
+                    .rebase(rate)
+                    .max(MediaTime::new(1, rate));
+                let base_out = (t.last_out.rebase(rate) + gap).rebase(rate);
+                self.timeline = Some(Timeline {
+                    from,
+                    base_in: time,
+                    base_out,
+                    last_out: base_out,
+                    last_at: at,
+                });
+                base_out
+            }
+            None => {
+                self.timeline = Some(Timeline {
+                    from,
+                    base_in: time,
+                    base_out: time,
+                    last_out: time,
+                    last_at: at,
+                });
+                time
+            }
+        };
+        if let Some(t) = &mut self.timeline {
+            t.last_out = out;
+            t.last_at = at;
+        }
+        out
+    }
+}
+
+/// Fills the slots of `kind` with the first of `ranked` (best first): a slot already aimed at
+/// one of them keeps it, the others get the wanted tracks no slot has yet, and what is left
+/// over carries nothing. Audio slots change at once; video slots get `next` and keep playing
+/// `current` until its key frame. Returns how many slots got a new track.
+pub(crate) fn assign(
+    slots: &mut [Slot],
+    kind: MediaKind,
+    ranked: &[(ParticipantId, Mid)],
+) -> usize {
+    let count = slots.iter().filter(|s| s.kind == kind).count();
+    let wanted = &ranked[..ranked.len().min(count)];
+    let mut missing: Vec<(ParticipantId, Mid)> = wanted
+        .iter()
+        .filter(|t| {
+            !slots
+                .iter()
+                .any(|s| s.kind == kind && s.aimed() == Some(**t))
+        })
+        .copied()
+        .collect();
+    missing.reverse();
+    let mut changed = 0;
+    for slot in slots.iter_mut().filter(|s| s.kind == kind) {
+        if slot.aimed().is_some_and(|t| wanted.contains(&t)) {
+            continue;
+        }
+        match missing.pop() {
+            Some((origin, mid)) => {
+                let source = Source {
+                    origin,
+                    mid,
+                    rid: None,
+                };
+                if kind == MediaKind::Audio {
+                    slot.current = Some(source);
+                    slot.next = None;
+                } else {
+                    slot.next = Some(source);
+                    slot.keyframe_wanted = true;
+                }
+                changed += 1;
+            }
+            None => {
+                slot.current = None;
+                slot.next = None;
+                slot.keyframe_wanted = false;
+            }
+        }
+    }
+    changed
+}
+
+/// How long after their last word a participant still ranks as speaking recently.
+pub(crate) const TALK_SPURT_GAP: Duration = Duration::from_millis(1_000);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use str0m::media::Frequency;
+
+    fn track(origin: u64, mid: &str) -> (ParticipantId, Mid) {
+        (ParticipantId(origin), Mid::from(mid))
+    }
+
+    fn slots(kind: MediaKind, n: usize) -> Vec<Slot> {
+        (0..n)
+            .map(|i| Slot::new(Mid::from(format!("r{i}").as_str()), kind))
+            .collect()
+    }
+
+    fn carried(slots: &[Slot]) -> Vec<Option<u64>> {
+        slots.iter().map(|s| s.aimed().map(|t| t.0 .0)).collect()
+    }
+
+    #[test]
+    fn slots_take_the_best_ranked_and_keep_them_while_wanted() {
+        let mut s = slots(MediaKind::Audio, 2);
+        let ranked = [track(1, "a"), track(2, "a"), track(3, "a")];
+        assert_eq!(assign(&mut s, MediaKind::Audio, &ranked), 2);
+        assert_eq!(carried(&s), [Some(1), Some(2)]);
+        // 3 spoke: it replaces the one ranked lowest now, the other stays on its slot
+        let ranked = [track(3, "a"), track(1, "a"), track(2, "a")];
+        assert_eq!(assign(&mut s, MediaKind::Audio, &ranked), 1);
+        assert_eq!(carried(&s), [Some(1), Some(3)]);
+        // nothing changes when nothing must
+        assert_eq!(assign(&mut s, MediaKind::Audio, &ranked), 0);
+        // fewer tracks than slots: the rest carry nothing
+        assert_eq!(assign(&mut s, MediaKind::Audio, &[track(3, "a")]), 0);
+        assert_eq!(carried(&s), [None, Some(3)]);
+    }
+
+    #[test]
+    fn video_slots_switch_at_the_next_key_frame_and_other_kinds_are_untouched() {
+        let mut s = slots(MediaKind::Video, 1);
+        s.extend(slots(MediaKind::Audio, 1));
+        assign(&mut s, MediaKind::Video, &[track(1, "v")]);
+        assert!(s[0].current.is_none() && s[0].keyframe_wanted);
+        assert_eq!(s[0].next.map(|n| n.origin), Some(ParticipantId(1)));
+        assert!(s[1].aimed().is_none());
+        s[0].current = s[0].next.take();
+        assign(&mut s, MediaKind::Video, &[track(2, "v")]);
+        // the old track plays on until the new one's key frame
+        assert_eq!(s[0].current.map(|c| c.origin), Some(ParticipantId(1)));
+        assert_eq!(s[0].aimed(), Some(track(2, "v")));
+        assert!(s[0].serves(ParticipantId(1), Mid::from("v")));
+        assert!(s[0].serves(ParticipantId(2), Mid::from("v")));
+    }
+
+    #[test]
+    fn rtp_time_passes_through_then_runs_on_across_a_change_of_source() {
+        let mut slot = Slot::new(Mid::from("r0"), MediaKind::Video);
+        let start = Instant::now();
+        let a = Source {
+            origin: ParticipantId(1),
+            mid: Mid::from("v"),
+            rid: None,
+        };
+        let b = Source {
+            origin: ParticipantId(2),
+            ..a
+        };
+        let t = |ticks: u64| MediaTime::new(ticks, Frequency::NINETY_KHZ);
+        assert_eq!(slot.rtp_time(a, t(1_000), start), t(1_000));
+        let at = start + Duration::from_millis(100);
+        assert_eq!(slot.rtp_time(a, t(10_000), at), t(10_000));
+        // b's clock is far off; its first frame 50 ms later goes out 4_500 ticks later
+        let at = at + Duration::from_millis(50);
+        assert_eq!(slot.rtp_time(b, t(900_000), at), t(14_500));
+        assert_eq!(
+            slot.rtp_time(b, t(903_000), at + Duration::from_millis(33)),
+            t(17_500)
+        );
+        // a frame of the same source at the same instant still moves the clock on
+        let mut slot = Slot::new(Mid::from("r1"), MediaKind::Video);
+        slot.rtp_time(a, t(5), start);
+        assert_eq!(slot.rtp_time(b, t(0), start), t(6));
+    }
+}
