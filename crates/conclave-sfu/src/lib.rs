@@ -302,6 +302,17 @@ struct TrackIn {
     layers: Vec<layers::Layer>,
     /// The bitrate of an unlayered track.
     meter: layers::Meter,
+    /// When its last frame arrived. Only tracks that send fill slots: an m-line whose camera
+    /// is off, or a muted microphone, must not take the slot of someone who sends.
+    last_frame: Option<Instant>,
+}
+
+impl TrackIn {
+    /// Whether it sent a frame lately.
+    fn sends(&self, now: Instant) -> bool {
+        self.last_frame
+            .is_some_and(|t| now.saturating_duration_since(t) < slots::QUIET_AFTER)
+    }
 }
 
 /// One participant: its `Rtc`, what it sends and its slots for what it receives.
@@ -347,6 +358,8 @@ pub struct Sfu {
     speakers: HashMap<CallId, speaker::SpeakerDetector>,
     /// Participants added so far (their `joined`).
     arrivals: u64,
+    /// When quiet tracks were last looked for.
+    swept_at: Instant,
 }
 
 impl fmt::Debug for Sfu {
@@ -376,6 +389,7 @@ impl Sfu {
             tap: false,
             speakers: HashMap::new(),
             arrivals: 0,
+            swept_at: now,
         }
     }
 
@@ -587,6 +601,7 @@ impl Sfu {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         self.update_desired_bitrates();
+        self.sweep_quiet_tracks();
         let mut errors = 0;
         for (id, p) in &mut self.participants {
             if p.dead || p.deadline.is_some_and(|d| d > now) {
@@ -651,6 +666,39 @@ impl Sfu {
                 .sum();
             let wanted = (wanted * 1.2 + 100_000.0).max(layers::INITIAL_ESTIMATE_BPS as f64);
             p.rtc.bwe().set_desired_bitrate(Bitrate::bps(wanted as u64));
+        }
+    }
+
+    /// Once a second, frees the slots of tracks that stopped sending (camera off, muted,
+    /// connection lost) for the next best.
+    fn sweep_quiet_tracks(&mut self) {
+        let now = self.now;
+        if now.saturating_duration_since(self.swept_at) < Duration::from_secs(1) {
+            return;
+        }
+        self.swept_at = now;
+        let quiet: BTreeSet<CallId> = self
+            .participants
+            .values()
+            .filter(|p| {
+                p.tracks_in
+                    .iter()
+                    .any(|t| !t.sends(now) && t.last_frame.is_some())
+            })
+            .map(|p| p.call)
+            .collect();
+        for call in quiet {
+            let aimed_at_quiet = self.participants.values().any(|p| {
+                p.call == call
+                    && p.slots.iter().filter_map(|s| s.aimed()).any(|(o, m)| {
+                        self.participants.get(&o).is_some_and(|origin| {
+                            origin.tracks_in.iter().any(|t| t.mid == m && !t.sends(now))
+                        })
+                    })
+            });
+            if aimed_at_quiet {
+                self.assign(call);
+            }
         }
     }
 
@@ -767,6 +815,7 @@ impl Sfu {
                         last_keyframe_request: None,
                         layers: Vec::new(),
                         meter: layers::Meter::default(),
+                        last_frame: None,
                     });
                 }
                 p.slots.retain(|s| s.mid != mid || sends);
@@ -830,6 +879,18 @@ impl Sfu {
         else {
             return;
         };
+        let started = !track.sends(now);
+        track.last_frame = Some(now);
+        if started {
+            self.assign(call);
+        }
+        let Some(track) = self
+            .participants
+            .get_mut(&origin)
+            .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == data.mid))
+        else {
+            return;
+        };
         let layers = match data.rid {
             Some(rid) => {
                 layers::observe(&mut track.layers, rid, data.data.len(), now);
@@ -857,6 +918,7 @@ impl Sfu {
             rid: data.rid,
         };
         let mut switches = Vec::new();
+        let mut waiting = false;
         for (id, p) in &mut self.participants {
             if *id == origin || p.call != call || p.dead || !p.connected {
                 continue;
@@ -890,7 +952,9 @@ impl Sfu {
                     }
                 }
             }
+            waiting |= slot.next == Some(this) && !keyframe && !audio;
             if slot.next == Some(this) && (keyframe || audio) {
+                tracing::debug!(receiver = %id, slot = %slot.mid, origin = %origin, rid = ?data.rid, "slot switches");
                 slot.current = slot.next.take();
             }
             if slot.current != Some(this) {
@@ -917,6 +981,16 @@ impl Sfu {
                 }
             }
             self.dirty.insert(*id);
+        }
+        // A slot waits for this stream's key frame: the request may have been lost.
+        if waiting && switches.is_empty() && !self.throttled(origin, data.mid) {
+            self.request_keyframe(
+                origin,
+                data.mid,
+                data.rid,
+                KeyframeRequestKind::Pli,
+                KeyframeReason::NewReceiver,
+            );
         }
         let mut asked: Vec<Rid> = Vec::new();
         for rid in switches {
@@ -962,6 +1036,7 @@ impl Sfu {
     /// who spoke most recently first, then who joined first. Run when tracks, slots or the
     /// ranking change, not per frame.
     fn assign(&mut self, call: CallId) {
+        let now = self.now;
         let mut ranked: Vec<(Option<Instant>, u64, ParticipantId)> = self
             .participants
             .iter()
@@ -973,7 +1048,12 @@ impl Sfu {
         let tracks: Vec<(ParticipantId, Mid, MediaKind)> = ranked
             .iter()
             .filter_map(|(_, _, id)| self.participants.get(id).map(|p| (*id, p)))
-            .flat_map(|(id, p)| p.tracks_in.iter().map(move |t| (id, t.mid, t.kind)))
+            .flat_map(|(id, p)| {
+                p.tracks_in
+                    .iter()
+                    .filter(|t| t.sends(now))
+                    .map(move |t| (id, t.mid, t.kind))
+            })
             .collect();
         let members: Vec<ParticipantId> = ranked.iter().map(|r| r.2).collect();
         for id in members {
@@ -990,6 +1070,7 @@ impl Sfu {
                 changed += slots::assign(&mut p.slots, kind, &wanted);
             }
             if changed > 0 {
+                tracing::debug!(receiver = %id, changed, slots = ?p.slots.iter().map(|s| (s.mid.to_string(), s.current.map(|c| c.origin.0), s.next.map(|c| c.origin.0))).collect::<Vec<_>>(), "slots assigned");
                 p.keyframes_wanted = true;
                 self.dirty.insert(id);
             }
@@ -1058,6 +1139,7 @@ impl Sfu {
             .into_iter()
             .filter(|rid| writer.request_keyframe(*rid, kind).is_ok())
             .count();
+        tracing::debug!(origin = %origin, asked, ?reason, "keyframe request");
         if asked == 0 {
             return;
         }

@@ -180,6 +180,10 @@ pub(crate) fn assign(
 /// How long after their last word a participant still ranks as speaking recently.
 pub(crate) const TALK_SPURT_GAP: Duration = Duration::from_millis(1_000);
 
+/// A track that sent no frame for this long gives up its slots (a camera turned off, a muted
+/// microphone; Opus with DTX still sends a packet every 400 ms).
+pub(crate) const QUIET_AFTER: Duration = Duration::from_secs(3);
+
 #[cfg(test)]
 mod tests {
     use super::*;
