@@ -46,8 +46,8 @@ use conclave_e2ee::{
     Event, ExternalSenderInfo, Input, MemberIdentity, MemberInfo, Output, Session,
 };
 use conclave_frame::{Codec, FrameConfig, FrameCrypto};
-use conclave_identity::{DeviceCredential, OrganisationPublicKey};
-use conclave_types::{DeviceId, Timestamp};
+use conclave_identity::{DeviceCredential, DeviceKey, OrganisationPublicKey};
+use conclave_types::{DeviceId, MeetingId, Timestamp};
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
@@ -193,6 +193,43 @@ impl OpenedFrame {
     }
 }
 
+/// The public half of the device key whose 32-byte Ed25519 seed is `seed`, as
+/// the API takes it when the device registers (`POST /api/devices`).
+///
+/// The browser draws the seed with `crypto.getRandomValues`. The same key signs
+/// MLS messages inside [`Member`], so WebCrypto cannot hold it as a
+/// non-extractable key; the app keeps the seed encrypted under a
+/// non-extractable WebCrypto key instead.
+#[wasm_bindgen]
+pub fn device_public_key(seed: &[u8]) -> Result<String, JsError> {
+    Ok(DeviceKey::from_seed(&device_seed(seed)?)
+        .public()
+        .to_string())
+}
+
+/// Proof of possession for a join request: the device key's signature over
+/// the server's 32-byte `challenge` for the meeting `meeting_id` (its
+/// URL-safe base64 id), as `POST /api/meetings/{id}/join` takes it.
+#[wasm_bindgen]
+pub fn sign_join_challenge(
+    seed: &[u8],
+    meeting_id: &str,
+    challenge: &[u8],
+) -> Result<Vec<u8>, JsError> {
+    let meeting: MeetingId = meeting_id.parse().map_err(js_error)?;
+    let challenge: [u8; 32] = challenge
+        .try_into()
+        .map_err(|_| JsError::new("the join challenge must be 32 bytes"))?;
+    Ok(DeviceKey::from_seed(&device_seed(seed)?)
+        .sign_join_challenge(&meeting, &challenge)
+        .to_vec())
+}
+
+fn device_seed(seed: &[u8]) -> Result<[u8; 32], JsError> {
+    seed.try_into()
+        .map_err(|_| JsError::new("the device key seed must be 32 bytes"))
+}
+
 /// The security code members compare out of band for an epoch authenticator
 /// ([`conclave_e2ee::security_code`]), e.g. `"04217 88310 00923 51177"`.
 #[wasm_bindgen]
@@ -229,9 +266,7 @@ impl Member {
     ) -> Result<Member, JsError> {
         let now = timestamp(now_ms)?;
         let credential = DeviceCredential::from_bytes(credential).map_err(js_error)?;
-        let seed: [u8; 32] = device_key_seed
-            .try_into()
-            .map_err(|_| JsError::new("the device key seed must be 32 bytes"))?;
+        let seed = device_seed(device_key_seed)?;
         let organisation: OrganisationPublicKey = organisation_key.parse().map_err(js_error)?;
         let signature_key: [u8; 32] = server_signature_key
             .try_into()

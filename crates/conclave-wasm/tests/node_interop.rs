@@ -14,7 +14,7 @@ use conclave_e2ee::{
 };
 use conclave_frame::{Codec, FrameConfig, FrameCrypto};
 use conclave_identity::{CredentialClaims, DeviceKey, OrganisationKey};
-use conclave_types::{DeviceId, DeviceTrust, Timestamp, UserId};
+use conclave_types::{DeviceId, DeviceTrust, MeetingId, Timestamp, UserId};
 use serde_json::{json, Value};
 
 const NOW_MS: i64 = 1_700_000_000_000;
@@ -390,5 +390,46 @@ fn wasm_frame_timing() {
             result["iterations"]
         );
         assert!(result["ns_per_op"].as_f64().unwrap() > 0.0);
+    }
+}
+
+/// The browser's device key: the public key it registers and its join proofs are the
+/// native ones, and the server's check accepts them.
+#[test]
+fn wasm_device_keys_prove_possession_as_native_ones_do() {
+    let mut node = Node::start();
+    let seed = [7u8; 32];
+    let native = DeviceKey::from_seed(&seed);
+    let public = node.call(json!({"cmd": "device_public_key", "seed": to_hex(&seed)}));
+    assert_eq!(public["public_key"], native.public().to_string());
+
+    let meeting = MeetingId::from_bytes([3; 16]);
+    let challenge = [9u8; 32];
+    let signed = node.call(json!({
+        "cmd": "sign_join_challenge",
+        "seed": to_hex(&seed),
+        "meeting": meeting.to_string(),
+        "challenge": to_hex(&challenge),
+    }));
+    let signature = from_hex(signed["signature"].as_str().expect("hex"));
+    assert_eq!(
+        signature,
+        native.sign_join_challenge(&meeting, &challenge).to_vec()
+    );
+    native
+        .public()
+        .verify_join_challenge(&meeting, &challenge, &signature)
+        .expect("the server accepts the browser's proof");
+
+    // bad input is an error, not a panic
+    for bad in [
+        json!({"cmd": "device_public_key", "seed": "0102"}),
+        json!({"cmd": "sign_join_challenge", "seed": to_hex(&seed), "meeting": "nope",
+               "challenge": to_hex(&challenge)}),
+        json!({"cmd": "sign_join_challenge", "seed": to_hex(&seed),
+               "meeting": meeting.to_string(), "challenge": "00"}),
+    ] {
+        let reply = node.try_call(bad.clone());
+        assert_eq!(reply["ok"], false, "{bad}: {reply}");
     }
 }

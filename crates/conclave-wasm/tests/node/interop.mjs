@@ -165,6 +165,12 @@ function handle(request) {
         member_leaves: Array.from(member.member_leaves()),
       };
     }
+    case "device_public_key":
+      return { public_key: wasm.device_public_key(unhex(request.seed)) };
+    case "sign_join_challenge":
+      return {
+        signature: hex(wasm.sign_join_challenge(unhex(request.seed), request.meeting, unhex(request.challenge))),
+      };
     case "bench":
       return bench(request.iterations);
     default:
