@@ -92,6 +92,9 @@ impl Media {
     }
 }
 
+/// The most datagrams taken from the socket before the SFU's outputs are sent.
+const RECEIVE_BATCH: usize = 32;
+
 /// The SFU task, to be run with [`MediaTask::run`].
 #[derive(Debug)]
 pub struct MediaTask {
@@ -168,6 +171,8 @@ impl MediaTask {
             None => None,
         };
         let mut buf = vec![0u8; 2048];
+        let sleep = tokio::time::sleep_until(Instant::now().into());
+        tokio::pin!(sleep);
         loop {
             let deadline = loop {
                 match sfu.poll_output() {
@@ -188,16 +193,29 @@ impl MediaTask {
                     Output::Timeout(at) => break at,
                 }
             };
+            if sleep.deadline() != deadline.into() {
+                sleep.as_mut().reset(deadline.into());
+            }
             tokio::select! {
                 received = socket.recv_from(&mut buf) => match received {
                     Ok((n, source)) => {
+                        let now = Instant::now();
                         let bytes = buf.get(..n).unwrap_or_default();
                         // hostile or stray datagrams are counted by the SFU and dropped
-                        let _ = sfu.handle_receive(Instant::now(), source, local, bytes);
+                        let _ = sfu.handle_receive(now, source, local, bytes);
+                        // Take what else is waiting before draining outputs: the receivers
+                        // these datagrams are forwarded to are then polled once per batch.
+                        for _ in 1..RECEIVE_BATCH {
+                            let Ok((n, source)) = socket.try_recv_from(&mut buf) else {
+                                break;
+                            };
+                            let bytes = buf.get(..n).unwrap_or_default();
+                            let _ = sfu.handle_receive(now, source, local, bytes);
+                        }
                     }
                     Err(e) => tracing::debug!(error = %e, "media socket receive failed"),
                 },
-                () = tokio::time::sleep_until(deadline.into()) => sfu.handle_timeout(Instant::now()),
+                () = &mut sleep => sfu.handle_timeout(Instant::now()),
                 request = rx.recv() => match request {
                     Some((meeting, request)) => apply(&state, &mut sfu, &mut ids, meeting, request),
                     None => break,
