@@ -24,6 +24,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The SFU's UDP socket.
     pub media: MediaConfig,
+    /// The browser app's files.
+    pub web: WebConfig,
     /// Where data lives.
     pub storage: StorageConfig,
     /// Certificate and key.
@@ -79,6 +81,23 @@ impl Default for MediaConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 3478)),
             tap: None,
+        }
+    }
+}
+
+/// `[web]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// The built browser app (`web/dist`, made by `npm run build` in `web/`): served at `/`,
+    /// every path outside `/api` answered with its `index.html`.
+    pub dir: PathBuf,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("web/dist"),
         }
     }
 }
@@ -168,6 +187,7 @@ impl Default for Config {
         Self {
             server: ServerConfig::default(),
             media: MediaConfig::default(),
+            web: WebConfig::default(),
             storage: StorageConfig::default(),
             tls: TlsConfig::default(),
             organisation: OrganisationConfig::default(),

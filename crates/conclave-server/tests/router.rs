@@ -448,6 +448,60 @@ async fn health_check_and_openapi_describe_every_route() {
     }
 }
 
+#[tokio::test]
+async fn the_web_app_is_served_under_a_strict_content_security_policy() {
+    let web = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        web.path().join("index.html"),
+        "<!doctype html><title>Conclave</title>",
+    )
+    .expect("index.html");
+    std::fs::create_dir(web.path().join("assets")).expect("assets dir");
+    std::fs::write(web.path().join("assets/app-1234.js"), "console.log(1)").expect("asset");
+    let dir = web.path().to_path_buf();
+    let server = Server::start_with(move |c| c.web.dir = dir).await;
+
+    // the app's own routes all get the page; the browser routes
+    for path in ["/", "/meetings/new", "/meetings/AAAA"] {
+        let reply = server.send(Call::get(path)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert!(reply.body.starts_with(b"<!doctype html>"), "{path}");
+        assert_eq!(reply.header(header::CACHE_CONTROL), "no-store");
+        let csp = reply.header(header::CONTENT_SECURITY_POLICY);
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self' 'wasm-unsafe-eval'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+    }
+    let asset = server.send(Call::get("/assets/app-1234.js")).await;
+    assert_eq!(asset.status, StatusCode::OK);
+    assert_eq!(&asset.body[..], b"console.log(1)");
+    assert!(asset.header(header::CACHE_CONTROL).contains("immutable"));
+    assert!(asset.header(header::CONTENT_TYPE).contains("javascript"));
+
+    // unknown API paths stay JSON errors, never the page; files do not escape the directory
+    let api = server.send(Call::get("/api/nothing/here")).await;
+    let body = api.check(StatusCode::NOT_FOUND, "unknown API path");
+    assert_eq!(body["error"], "not_found");
+    let escape = server.send(Call::get("/../Cargo.toml")).await;
+    assert!(!escape.body.windows(9).any(|w| w == b"[package]"));
+
+    // without a built app: a plain 404, the API unaffected
+    let bare = Server::start_with(|c| c.web.dir = "/nonexistent/web/dist".into()).await;
+    assert_eq!(
+        bare.send(Call::get("/")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        bare.send(Call::get("/healthz")).await.status,
+        StatusCode::OK
+    );
+}
+
 /// `api/mod.rs` says tests drive the router with `oneshot` and no socket, and axum's
 /// way to supply the peer address there is `MockConnectInfo`; the server must honour it.
 #[tokio::test]
@@ -753,7 +807,8 @@ async fn bad_input_gets_a_precise_json_4xx() {
         .error(StatusCode::BAD_REQUEST, "bad_request", "bad user id");
     assert_eq!(message, "malformed user id");
 
-    for uri in ["/api/nowhere", "/nowhere", "/api/users/x/y"] {
+    // (paths outside /api belong to the web app: the_web_app_is_served_...)
+    for uri in ["/api/nowhere", "/api/users/x/y"] {
         let message = server.send(Call::get(uri).cookie(&admin)).await.error(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -52,7 +52,8 @@ struct Cli {
 enum Command {
     /// Joins a meeting and stays until `--for` is over, Ctrl-C, or the call ends.
     Join {
-        /// The meeting's id.
+        /// The meeting's id. Ids are URL-safe base64 and may start with '-'.
+        #[arg(allow_hyphen_values = true)]
         meeting: MeetingId,
         /// Keep the device in this file (created and registered on first use, mode 0600).
         /// Without it a fresh device is registered for this run.

@@ -22,7 +22,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use conclave_identity::OrganisationKey;
 use conclave_policy::Profile;
@@ -168,6 +168,7 @@ pub fn app(state: AppState) -> Router {
         .split_for_parts();
     let api = Arc::new(api);
     let limit = state.config.server.max_body_bytes;
+    let web = web_app(&state.config.web.dir);
     router
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/meetings/{id}/signal", get(signal::signal))
@@ -178,7 +179,11 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(api.as_ref().clone()) }
             }),
         )
-        .fallback(|| async { ApiError::NoSuch("resource") })
+        .route(
+            "/api/{*rest}",
+            any(|| async { ApiError::NoSuch("resource") }),
+        )
+        .fallback_service(web)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(security_headers))
@@ -220,9 +225,37 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
-async fn security_headers(mut response: Response) -> Response {
+/// The browser app: files of `dir`, and its `index.html` for every other path (the app routes
+/// in the browser). Without the directory (the app not built), a plain 404.
+fn web_app(
+    dir: &std::path::Path,
+) -> tower_http::services::ServeDir<tower_http::services::ServeFile> {
+    tower_http::services::ServeDir::new(dir)
+        .append_index_html_on_directories(true)
+        .fallback(tower_http::services::ServeFile::new(dir.join("index.html")))
+}
+
+/// What the browser may load and run: only this origin's files and connections, WebAssembly
+/// compiled from them, workers from them or from blobs; no inline script or style, no
+/// framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; \
+     worker-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+async fn security_headers(uri: axum::http::Uri, mut response: Response) -> Response {
     let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Vite names built assets by their content hash: they never change under one name.
+    let cache = if uri.path().starts_with("/assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-store"
+    };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000"),

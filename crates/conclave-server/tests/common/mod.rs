@@ -17,6 +17,11 @@ use serde_json::{json, Value};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_conclave");
 
+/// The built web app (`npm run --prefix web build`, which scripts/test runs first).
+pub fn web_dist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/dist")
+}
+
 /// A running server and its data directory.
 pub struct Server {
     pub dir: tempfile::TempDir,
@@ -94,8 +99,10 @@ impl Server {
              [media]\nlisten = \"{media}\"\n{tap}\
              [storage]\ndata_dir = \"{}\"\n\
              [audit]\nsign_interval_seconds = 1\n\
-             [networks]\noffice = [\"127.0.0.1/32\"]\n",
-            dir.join("data").display()
+             [networks]\noffice = [\"127.0.0.1/32\"]\n\
+             [web]\ndir = \"{}\"\n",
+            dir.join("data").display(),
+            web_dist().display()
         );
         std::fs::write(dir.join("conclave.toml"), config).expect("write config");
     }
