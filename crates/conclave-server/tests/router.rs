@@ -436,6 +436,7 @@ async fn health_check_and_openapi_describe_every_route() {
         "/api/meetings/{id}",
         "/api/meetings/{id}/challenge",
         "/api/meetings/{id}/join",
+        "/api/meetings/{id}/preview",
         "/api/audit",
         "/api/audit/export",
         "/api/audit/heads",
@@ -1161,6 +1162,115 @@ async fn joining_checks_credentials_trust_networks_and_revocation() {
             "forbidden",
             "credential for a revoked device",
         );
+}
+
+#[tokio::test]
+async fn a_preview_tells_the_decision_before_joining_and_grants_nothing() {
+    let server = Server::start().await;
+    let admin = server.admin().await;
+    let organiser = server.add_user(&admin, "olga", "organiser").await;
+    let member = server.add_user(&admin, "mia", "member").await;
+    let outsider = server.add_user(&admin, "otto", "member").await;
+    let secret = server.schedule(&organiser, "secret", &["mia"]).await;
+    let (_, registered) = server.register_device(&member, None).await;
+    let credential = text(&registered["credential"]);
+    let preview = |who: &Signed, meeting: &str, credential: &str, client: [u8; 4]| {
+        Call::post(format!("/api/meetings/{meeting}/preview"))
+            .by(who)
+            .from(client)
+            .json(json!({ "credential": credential }))
+    };
+
+    let codes = |decision: &Value| -> Vec<String> {
+        decision["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .map(|r| text(&r["code"]))
+            .collect()
+    };
+    // a personal device from an untrusted network: the refusal and every reason, in words
+    let refused = server
+        .send(preview(&member, &secret, &credential, ELSEWHERE))
+        .await
+        .check(StatusCode::OK, "preview from elsewhere");
+    assert_eq!(refused["outcome"], "deny");
+    assert_eq!(
+        codes(&refused),
+        ["device_not_trusted", "untrusted_network_denied"]
+    );
+    assert!(refused["reasons"][1]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("trusted network")));
+    assert!(refused["ticket"].is_null());
+    // from the office only the device stands in the way; a managed one is let in
+    let refused = server
+        .send(preview(&member, &secret, &credential, OFFICE))
+        .await
+        .check(StatusCode::OK, "preview from the office");
+    assert_eq!(codes(&refused), ["device_not_trusted"]);
+    let device_id = text(&registered["device"]["id"]);
+    server
+        .send(
+            Call::patch(format!("/api/devices/{device_id}"))
+                .by(&admin)
+                .json(json!({"trust": "managed"})),
+        )
+        .await
+        .check(StatusCode::OK, "promote");
+    let audit_before = server.audit(&admin).await.len();
+    let credential = text(
+        &server
+            .send(Call::get(format!("/api/devices/{device_id}/credential")).cookie(&member))
+            .await
+            .check(StatusCode::OK, "fresh credential")["credential"],
+    );
+    let admitted = server
+        .send(preview(&member, &secret, &credential, OFFICE))
+        .await
+        .check(StatusCode::OK, "preview from the office");
+    assert!(
+        ["admit", "lobby"].contains(&admitted["outcome"].as_str().unwrap_or("")),
+        "{admitted}"
+    );
+    assert_eq!(admitted["network"]["name"], "office");
+    assert!(admitted["ticket"].is_null());
+    assert_eq!(
+        server.audit(&admin).await.len(),
+        audit_before,
+        "a preview is not a join attempt"
+    );
+
+    // someone outside the audience, and a meeting that does not exist, look the same
+    let (_, theirs) = server.register_device(&outsider, None).await;
+    let theirs = text(&theirs["credential"]);
+    let hidden = server
+        .send(preview(&outsider, &secret, &theirs, OFFICE))
+        .await;
+    let missing = server
+        .send(preview(&outsider, &random_meeting_id(), &theirs, OFFICE))
+        .await;
+    assert_indistinguishable("preview", &[("hidden", hidden), ("missing", missing)]);
+    // another account's credential, garbage, no session
+    server
+        .send(preview(&outsider, &secret, &credential, OFFICE))
+        .await
+        .error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "someone else's credential",
+        );
+    server
+        .send(preview(&member, &secret, "garbage", OFFICE))
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request", "garbage credential");
+    let anonymous = server
+        .send(
+            Call::post(format!("/api/meetings/{secret}/preview"))
+                .json(json!({ "credential": credential })),
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -22,8 +22,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use conclave_identity::{DeviceCredential, TicketClaims};
 use conclave_policy::{
-    decide, Audience, JoinRequest, LobbyRule, MeetingFacts, NetworkAssessment, Outcome, Reason,
-    Relation, UntrustedNetworkAction,
+    decide, Audience, Decision, JoinRequest, LobbyRule, MeetingFacts, NetworkAssessment, Outcome,
+    Reason, Relation, UntrustedNetworkAction,
 };
 use conclave_types::{Classification, DeviceId, DeviceTrust, MeetingId, Role, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
@@ -559,6 +559,14 @@ pub(super) struct JoinBody {
     signature: String,
 }
 
+/// What a pre-join check needs: the device the caller would join with.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PreviewBody {
+    /// The device's current credential (from registration or `/api/devices/{id}/credential`).
+    credential: String,
+}
+
 /// One reason, for people and programs.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct ReasonInfo {
@@ -625,8 +633,8 @@ pub(super) async fn join(
     }
     let (device_id, trust) = check_device(&state, &user, &id, &req, t).await?;
 
-    let found = state.store.meeting_for(&id, Some(user.user_id())).await?;
-    let Some((meeting, role)) = found else {
+    let judged = judge(&state, &user, client, &id, trust, t).await?;
+    let Some((meeting, relation, decision)) = judged else {
         // Written now, like the decision on a real meeting below, so that both
         // answers cost the same.
         state
@@ -646,30 +654,6 @@ pub(super) async fn join(
             .await?;
         return Err(ApiError::NoSuchMeeting);
     };
-    let relation = match role {
-        Some(MemberRole::Host) => Relation::Host,
-        Some(MemberRole::Invitee) => Relation::Invitee,
-        None => Relation::Colleague,
-    };
-    let Some(profile) = state.profiles.get(&meeting.classification) else {
-        return Err(ApiError::Internal(format!(
-            "meeting classification `{}` has no profile",
-            meeting.classification
-        )));
-    };
-    let facts = MeetingFacts {
-        starts_at: meeting.starts_at,
-        ends_at: meeting.ends_at,
-        cancelled: meeting.cancelled_at.is_some(),
-        locked: meeting.locked,
-        participants: state.presence.participants(&meeting.id),
-    };
-    let request = JoinRequest {
-        relation,
-        device_trust: trust,
-        client_addr: client.0,
-    };
-    let decision = decide(&meeting.classification, profile, &facts, &request, t);
 
     let network = match &decision.network {
         NetworkAssessment::Trusted { name } => format!("network {name} (trusted)"),
@@ -766,32 +750,125 @@ pub(super) async fn join(
         Outcome::Lobby => StatusCode::ACCEPTED,
         Outcome::Deny => StatusCode::FORBIDDEN,
     };
-    let (ticket, ticket_expires_at) = ticket.unzip();
-    let body = JoinDecision {
-        outcome: decision.outcome.as_str(),
-        reasons: decision
-            .reasons
-            .iter()
-            .map(|r| ReasonInfo {
-                code: r.code(),
-                message: r.explain(&meeting.classification),
-            })
-            .collect(),
-        network: match decision.network {
-            NetworkAssessment::Trusted { name } => NetworkInfo {
-                trusted: true,
-                name: Some(name),
-            },
-            NetworkAssessment::Untrusted => NetworkInfo {
-                trusted: false,
-                name: None,
-            },
-        },
-        device_trust: trust,
-        ticket,
-        ticket_expires_at,
-    };
+    let body = JoinDecision::new(&meeting, decision, trust, ticket);
     Ok((status, Json(body)).into_response())
+}
+
+/// Tells before joining what the policy would decide for this device from where the
+/// caller is now: the pre-join page shows it ("this meeting is secret: join from a managed
+/// device on a trusted network"). Nothing is granted (no ticket), nobody is alerted and
+/// nothing is audited; what it says can change until the real join (the room may lock,
+/// the join window open or close). As for joining, people outside the meeting's audience
+/// get the answer a meeting that does not exist gets.
+#[utoipa::path(post, path = "/api/meetings/{id}/preview", tag = "meetings",
+    request_body = PreviewBody,
+    params(("id" = String, Path, description = "meeting id")),
+    responses((status = 200, body = JoinDecision, description = "what joining would decide now"),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    auth: MaybeAuth,
+    client: ClientAddr,
+    Path(id): Path<String>,
+    Json(req): Json<PreviewBody>,
+) -> Result<Json<JoinDecision>, ApiError> {
+    let Some(user) = auth.0.clone() else {
+        lookup(&state, &auth, client, &id).await?;
+        return Err(refuse(&state, &auth, client));
+    };
+    let t = now();
+    spend_lookup(&state, client.0, Some(user.user_id()))?;
+    let (device, _) = check_credential(&state, &user, &req.credential, t).await?;
+    let judged = judge(&state, &user, client, &id, device.trust, t).await?;
+    let Some((meeting, _, decision)) = judged else {
+        return Err(ApiError::NoSuchMeeting);
+    };
+    if decision.reasons.contains(&Reason::NotInAudience) {
+        return Err(ApiError::NoSuchMeeting);
+    }
+    Ok(Json(JoinDecision::new(
+        &meeting,
+        decision,
+        device.trust,
+        None,
+    )))
+}
+
+/// The policy's decision on the caller joining meeting `id` with a device of `trust` from
+/// `client` at `t`, with the meeting and the caller's relation to it; `None` if the caller
+/// may not see such a meeting (or there is none).
+async fn judge(
+    state: &AppState,
+    user: &Auth,
+    client: ClientAddr,
+    id: &str,
+    trust: DeviceTrust,
+    t: Timestamp,
+) -> Result<Option<(Meeting, Relation, Decision)>, ApiError> {
+    let Some((meeting, role)) = state.store.meeting_for(id, Some(user.user_id())).await? else {
+        return Ok(None);
+    };
+    let relation = match role {
+        Some(MemberRole::Host) => Relation::Host,
+        Some(MemberRole::Invitee) => Relation::Invitee,
+        None => Relation::Colleague,
+    };
+    let Some(profile) = state.profiles.get(&meeting.classification) else {
+        return Err(ApiError::Internal(format!(
+            "meeting classification `{}` has no profile",
+            meeting.classification
+        )));
+    };
+    let facts = MeetingFacts {
+        starts_at: meeting.starts_at,
+        ends_at: meeting.ends_at,
+        cancelled: meeting.cancelled_at.is_some(),
+        locked: meeting.locked,
+        participants: state.presence.participants(&meeting.id),
+    };
+    let request = JoinRequest {
+        relation,
+        device_trust: trust,
+        client_addr: client.0,
+    };
+    let decision = decide(&meeting.classification, profile, &facts, &request, t);
+    Ok(Some((meeting, relation, decision)))
+}
+
+impl JoinDecision {
+    fn new(
+        meeting: &Meeting,
+        decision: Decision,
+        device_trust: DeviceTrust,
+        ticket: Option<(String, String)>,
+    ) -> Self {
+        let (ticket, ticket_expires_at) = ticket.unzip();
+        JoinDecision {
+            outcome: decision.outcome.as_str(),
+            reasons: decision
+                .reasons
+                .iter()
+                .map(|r| ReasonInfo {
+                    code: r.code(),
+                    message: r.explain(&meeting.classification),
+                })
+                .collect(),
+            network: match decision.network {
+                NetworkAssessment::Trusted { name } => NetworkInfo {
+                    trusted: true,
+                    name: Some(name),
+                },
+                NetworkAssessment::Untrusted => NetworkInfo {
+                    trusted: false,
+                    name: None,
+                },
+            },
+            device_trust,
+            ticket,
+            ticket_expires_at,
+        }
+    }
 }
 
 /// Verifies the credential and the proof of possession; returns the device and its
@@ -806,7 +883,48 @@ async fn check_device(
 ) -> Result<(DeviceId, DeviceTrust), ApiError> {
     use base64::Engine as _;
 
-    let credential = DeviceCredential::from_base64(&req.credential)
+    let (device, device_key) = check_credential(state, user, &req.credential, t).await?;
+    let challenge: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&req.challenge)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::BadRequest("challenge: not 32 bytes of URL-safe base64".into()))?;
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&req.signature)
+        .map_err(|_| ApiError::BadRequest("signature: not URL-safe base64".into()))?;
+    // A malformed meeting id names no meeting; the signature cannot be over it.
+    let meeting = meeting_id
+        .parse::<MeetingId>()
+        .unwrap_or(MeetingId::from_bytes([0; 16]));
+    if let Err(e) = device_key.verify_join_challenge(&meeting, &challenge, &signature) {
+        state
+            .audit
+            .note(
+                t,
+                user.actor(),
+                "meeting.join",
+                format!("device:{}", device.id),
+                "failed",
+                vec![format!("proof of possession: {e}")],
+            )
+            .await?;
+        return Err(ApiError::Forbidden(format!(
+            "proof of possession failed: {e}"
+        )));
+    }
+    Ok((device.id, device.trust))
+}
+
+/// Verifies a device credential of the caller: signed by the organisation, valid now, for
+/// a device of this account that is not revoked and whose key and trust it still states.
+/// Returns the device and the key the credential binds.
+async fn check_credential(
+    state: &AppState,
+    user: &Auth,
+    credential: &str,
+    t: Timestamp,
+) -> Result<(crate::store::Device, conclave_identity::DevicePublicKey), ApiError> {
+    let credential = DeviceCredential::from_base64(credential)
         .map_err(|e| ApiError::BadRequest(format!("credential: {e}")))?;
     let claims = match credential.verify(&state.org.public(), t) {
         Ok(claims) => claims,
@@ -858,36 +976,5 @@ async fn check_device(
                 .into(),
         ));
     }
-    let challenge: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&req.challenge)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| ApiError::BadRequest("challenge: not 32 bytes of URL-safe base64".into()))?;
-    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&req.signature)
-        .map_err(|_| ApiError::BadRequest("signature: not URL-safe base64".into()))?;
-    // A malformed meeting id names no meeting; the signature cannot be over it.
-    let meeting = meeting_id
-        .parse::<MeetingId>()
-        .unwrap_or(MeetingId::from_bytes([0; 16]));
-    if let Err(e) = claims
-        .device_key
-        .verify_join_challenge(&meeting, &challenge, &signature)
-    {
-        state
-            .audit
-            .note(
-                t,
-                user.actor(),
-                "meeting.join",
-                format!("device:{}", device.id),
-                "failed",
-                vec![format!("proof of possession: {e}")],
-            )
-            .await?;
-        return Err(ApiError::Forbidden(format!(
-            "proof of possession failed: {e}"
-        )));
-    }
-    Ok((device.id, device.trust))
+    Ok((device, claims.device_key))
 }

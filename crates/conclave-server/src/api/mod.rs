@@ -162,6 +162,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(meetings::show, meetings::edit, meetings::cancel))
         .routes(routes!(meetings::challenge))
         .routes(routes!(meetings::join))
+        .routes(routes!(meetings::preview))
         .routes(routes!(audit::entries))
         .routes(routes!(audit::export))
         .routes(routes!(audit::heads))
