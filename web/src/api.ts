@@ -267,3 +267,61 @@ export function updateMeeting(id: string, update: MeetingUpdate): Promise<Meetin
 export function cancelMeeting(id: string): Promise<void> {
   return request<void>('DELETE', `/api/meetings/${encodeURIComponent(id)}`);
 }
+
+// ---- devices and the pre-join check ------------------------------------------
+
+export type DeviceTrust = 'managed' | 'personal';
+
+export interface DeviceInfo {
+  id: string;
+  user_id: string;
+  name: string;
+  /** Ed25519 public key, unpadded URL-safe base64. */
+  public_key: string;
+  trust: DeviceTrust | string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+/** A device with its current organisation-signed credential. */
+export interface DeviceWithCredential {
+  device: DeviceInfo;
+  /** Unpadded URL-safe base64. */
+  credential: string;
+  credential_expires_at: string;
+}
+
+export function registerDevice(name: string, publicKey: string): Promise<DeviceWithCredential> {
+  return request<DeviceWithCredential>('POST', '/api/devices', {
+    body: { name, public_key: publicKey },
+  });
+}
+
+/** A fresh credential carrying the device's current trust (403 revoked, 404 unknown). */
+export function deviceCredential(deviceId: string): Promise<DeviceWithCredential> {
+  return request<DeviceWithCredential>(
+    'GET',
+    `/api/devices/${encodeURIComponent(deviceId)}/credential`,
+  );
+}
+
+export interface ReasonInfo {
+  /** Stable code, e.g. `untrusted_network_denied`. */
+  code: string;
+  /** The reason in plain words. */
+  message: string;
+}
+
+export interface JoinDecision {
+  outcome: 'admit' | 'lobby' | 'deny' | string;
+  reasons: ReasonInfo[];
+  network: { trusted: boolean; name: string | null };
+  device_trust: DeviceTrust | string;
+}
+
+/** What joining meeting `id` with this credential from here would decide now; grants nothing. */
+export function previewJoin(id: string, credential: string): Promise<JoinDecision> {
+  return request<JoinDecision>('POST', `/api/meetings/${encodeURIComponent(id)}/preview`, {
+    body: { credential },
+  });
+}

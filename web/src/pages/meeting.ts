@@ -1,5 +1,7 @@
 // One meeting: what it is, when, under which rules, and who takes part. Hosts can edit
-// or cancel it from here. (Joining the call comes with the next part of the app.)
+// or cancel it from here. Hosts and invitees of a meeting that is not cancelled also see
+// "Joining from this browser" (./prejoin.ts): camera, microphone and the server's verdict.
+// (Joining the call itself comes with the call view.)
 
 import * as api from '../api';
 import { navigate, type PageContext } from '../app';
@@ -15,6 +17,7 @@ import {
   timeRange,
 } from '../format';
 import { noSuchMeeting } from './meeting-form';
+import { prejoinPanel } from './prejoin';
 
 export async function meetingPage(ctx: PageContext): Promise<void> {
   const id = ctx.params[0] ?? '';
@@ -62,6 +65,7 @@ export async function meetingPage(ctx: PageContext): Promise<void> {
       ? h('p', { class: 'notice notice--warning' }, 'This meeting is cancelled. Nobody can join it.')
       : null,
     isHost && !meeting.cancelled ? hostActions(meeting) : null,
+    !meeting.cancelled && (isHost || meeting.your_role === 'invitee') ? prejoinPanel(meeting, ctx.session) : null,
     h(
       'div',
       { class: 'meeting-layout' },
