@@ -1,8 +1,9 @@
 //! Who is in which call right now.
 //!
 //! The policy engine needs the participant count (`max_participants`); the signalling
-//! layer owns the truth and updates this registry as people enter and leave calls.
-//! Until a call runs on this server, every meeting has zero participants.
+//! layer owns the truth and writes the count of each call here after every change. Seats
+//! in the lobby do not count: they are not in the call, and a full call must still let a
+//! host's lobby fill. Until a call runs on this server, every meeting has zero participants.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,20 +27,13 @@ impl Presence {
             .unwrap_or(0)
     }
 
-    /// Someone entered the call.
-    pub fn entered(&self, meeting: MeetingId) {
+    /// `meeting`'s call now holds `participants` (outside the lobby).
+    pub fn set(&self, meeting: MeetingId, participants: u32) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        *counts.entry(meeting).or_insert(0) += 1;
-    }
-
-    /// Someone left the call.
-    pub fn left(&self, meeting: &MeetingId) {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(meeting) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(meeting);
-            }
+        if participants == 0 {
+            counts.remove(&meeting);
+        } else {
+            counts.insert(meeting, participants);
         }
     }
 }

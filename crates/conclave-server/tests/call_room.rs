@@ -406,7 +406,9 @@ fn lobby_waits_for_a_host_who_admits_or_denies() {
     let guest = call.enter_as(3, false, Some(reason.clone()));
     let denied = call.enter_as(4, false, Some(reason.clone()));
 
-    // waiting: not in the group, not on the roster; the host sees the queue with reasons
+    // waiting: not in the group, not on the roster, not counted as in the call (the
+    // policy's capacity); the host sees the queue with reasons
+    assert_eq!(call.room.in_call(), 2);
     assert_eq!(
         call.person(guest).participant.waiting(),
         Some(reason.as_slice())
@@ -447,6 +449,7 @@ fn lobby_waits_for_a_host_who_admits_or_denies() {
         call.now,
     );
     call.settle();
+    assert_eq!(call.room.in_call(), 3, "the admitted guest counts, the denied one never did");
     assert_eq!(call.person(denied).closed, Some(CloseCode::Denied));
     assert_eq!(call.person(guest).participant.waiting(), None);
     assert!(call.person(host).participant.lobby().is_empty());

@@ -264,7 +264,6 @@ async fn run(state: AppState, meeting: MeetingId, mut room: Room, mut rx: mpsc::
                 connection,
             } => {
                 connections.insert(participant, connection);
-                state.presence.entered(meeting);
                 room.handle(
                     Input::Enter {
                         participant,
@@ -356,7 +355,6 @@ async fn drain(
                         let _ = reply.send(Some(id));
                     }
                 }
-                Output::SeatFreed(_) => state.presence.left(&meeting),
                 Output::Audit {
                     actor,
                     action,
@@ -402,6 +400,7 @@ async fn drain(
             }
         }
     }
+    state.presence.set(meeting, room.in_call());
     if let Some((_, reply)) = resume {
         let _ = reply.send(None);
     }

@@ -127,8 +127,6 @@ pub enum Output {
     Close(ParticipantId, CloseCode, String),
     /// A resumed connection belongs to this seat.
     Resumed(ParticipantId),
-    /// A seat was given up (left, removed, timed out): the presence count drops.
-    SeatFreed(ParticipantId),
     /// Write to the audit log.
     Audit {
         /// Who did it (`user:<id>` or `server`).
@@ -239,6 +237,16 @@ impl Room {
     /// Seats held (connected or within the resume grace).
     pub fn seats(&self) -> usize {
         self.participants.len()
+    }
+
+    /// Participants in the call: every seat but those waiting in the lobby.
+    pub fn in_call(&self) -> u32 {
+        let n = self
+            .participants
+            .iter()
+            .filter(|p| p.phase != Phase::Lobby)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     /// Whether nobody is left and the room can be dropped.
@@ -836,7 +844,6 @@ impl Room {
         });
         self.outputs
             .push_back(Output::Media(MediaRequest::Remove(id)));
-        self.outputs.push_back(Output::SeatFreed(id));
         if self.ds.is_some() && !self.participants.iter().any(|p| p.phase == Phase::Member) {
             // the group is gone with its last member; the next participant creates a new one
             self.ds = None;
