@@ -99,8 +99,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Signs the audit head, reports aggregated probes and purges expired rows, each on
-/// its own period.
+/// How often the server looks for devices revoked outside it (the `conclave device revoke`
+/// command writes the database directly); revocations through the API reach running calls
+/// at once.
+const REVOCATION_SWEEP: Duration = Duration::from_secs(1);
+
+/// Signs the audit head, reports aggregated probes, purges expired rows and passes
+/// revocations made by other processes to running calls, each on its own period.
 async fn periodic_work(state: AppState) {
     let audit = &state.config.audit;
     let mut sign = tokio::time::interval(Duration::from_secs(audit.sign_interval_seconds.into()));
@@ -108,14 +113,33 @@ async fn periodic_work(state: AppState) {
         audit.probe_report_interval_seconds.into(),
     ));
     let mut purge = tokio::time::interval(Duration::from_secs(600));
-    for timer in [&mut sign, &mut probes, &mut purge] {
+    let mut revocations = tokio::time::interval(REVOCATION_SWEEP);
+    for timer in [&mut sign, &mut probes, &mut purge, &mut revocations] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    let mut swept = now();
+    // what the last sweep saw, so that each revocation is passed on once
+    let mut seen: std::collections::HashSet<conclave_types::DeviceId> = Default::default();
     loop {
         let result = tokio::select! {
             _ = sign.tick() => state.audit.sign_head(now()).await.map(drop),
             _ = probes.tick() => state.audit.flush_refusals(now()).await,
             _ = purge.tick() => state.store.purge_expired(now()).await,
+            _ = revocations.tick() => {
+                // Overlapping windows, so that a revocation stamped just before the last
+                // sweep but committed after it is still seen; each is passed on once (one
+                // made through the API reached the calls already and is passed on again,
+                // which changes nothing there).
+                let since = swept.saturating_sub(Duration::from_secs(10));
+                swept = now();
+                state.store.devices_revoked_since(since).await.map(|devices| {
+                    let devices: std::collections::HashSet<_> = devices.into_iter().collect();
+                    for device in devices.difference(&seen) {
+                        state.calls.device_revoked(*device);
+                    }
+                    seen = devices;
+                })
+            }
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "periodic work failed");

@@ -561,6 +561,22 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Devices revoked at or after `since`, by whoever revoked them (the API, or the
+    /// `conclave device revoke` command in another process).
+    pub async fn devices_revoked_since(&self, since: Timestamp) -> Result<Vec<DeviceId>> {
+        let rows = sqlx::query("SELECT id FROM devices WHERE revoked_at >= $1")
+            .bind(since.unix_millis())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                id.parse()
+                    .map_err(|e| sqlx::Error::Decode(format!("device id {id}: {e}").into()).into())
+            })
+            .collect()
+    }
+
     /// Stores an enrolment token by its hash.
     pub async fn insert_enrolment_token(
         &self,

@@ -446,6 +446,33 @@ async fn a_dropped_connection_resumes_its_seat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_revoked_from_the_command_line_leaves_the_running_call() {
+    let server = Server::start();
+    let (meeting, org, people) = setup(&server, &["olga", "ivan"]).await;
+    let olga = enter(&people[0], &meeting, &org).await;
+    let ivan = enter(&people[1], &meeting, &org).await;
+    let before = settled(&[&olga, &ivan], 2).await;
+
+    // another process writes the revocation to the database; the server finds it
+    let device = people[1].device.id.to_string();
+    let out = server.cli(&["device", "revoke", &device]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ivan.wait_for(SETTLE, |s| s.closed.is_some()).await);
+    ivan.with(|s| {
+        assert_eq!(
+            s.closed.as_ref().map(|c| c.0),
+            Some(CloseCode::DeviceRevoked.code())
+        )
+    });
+    let after = settled(&[&olga], 1).await;
+    assert_ne!(after, before, "the keys rotated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_changes_reach_the_running_call() {
     let server = Server::start();
     let (meeting, org, people) = setup(&server, &["olga", "ivan", "max", "dana"]).await;

@@ -449,7 +449,11 @@ fn lobby_waits_for_a_host_who_admits_or_denies() {
         call.now,
     );
     call.settle();
-    assert_eq!(call.room.in_call(), 3, "the admitted guest counts, the denied one never did");
+    assert_eq!(
+        call.room.in_call(),
+        3,
+        "the admitted guest counts, the denied one never did"
+    );
     assert_eq!(call.person(denied).closed, Some(CloseCode::Denied));
     assert_eq!(call.person(guest).participant.waiting(), None);
     assert!(call.person(host).participant.lobby().is_empty());
