@@ -295,6 +295,13 @@ impl Member {
         self.handle(Input::CreateGroup, now_ms)
     }
 
+    /// The group's public state (a GroupInfo with the ratchet tree, `MLSMessage`
+    /// encoding) that the creator sends in `group_created` right after
+    /// [`Member::create_group`]. Holds no secrets.
+    pub fn group_info(&self) -> Result<Vec<u8>, JsError> {
+        self.inner.group_info().map_err(js_error)
+    }
+
     /// Bytes the delivery service delivered (an MLS message or a Welcome).
     pub fn delivered(&mut self, message: &[u8], now_ms: f64) -> Result<(), JsError> {
         self.handle(Input::Delivered(message.to_vec()), now_ms)

@@ -433,3 +433,34 @@ fn wasm_device_keys_prove_possession_as_native_ones_do() {
         assert_eq!(reply["ok"], false, "{bad}: {reply}");
     }
 }
+
+/// A browser that is first in a call creates the group and uploads its GroupInfo: the
+/// server's delivery service starts from it (the server as the only external sender,
+/// the creator as the only member).
+#[test]
+fn a_wasm_member_creates_a_group_the_delivery_service_accepts() {
+    let server = ExternalSender::from_seed(&[9; 32], b"conclave.example".to_vec());
+    let (credential, seed) = identity(3);
+    let info = server.info();
+    let mut node = Node::start();
+    let before = node.try_call(json!({"cmd": "group_info"}));
+    assert_eq!(before["ok"], false, "no group yet: {before}");
+    node.call(json!({
+        "cmd": "member_new",
+        "credential": to_hex(&credential.to_bytes()),
+        "seed": to_hex(&seed),
+        "organisation": organisation().public().to_string(),
+        "server_key": to_hex(&info.signature_key),
+        "server_identity": to_hex(&info.identity),
+        "now": NOW_MS,
+    }));
+    let none = node.try_call(json!({"cmd": "group_info"}));
+    assert_eq!(none["ok"], false, "no group yet: {none}");
+    node.call(json!({"cmd": "create_group", "now": NOW_MS}));
+    let group_info = node.call(json!({"cmd": "group_info"}));
+    let group_info = from_hex(group_info["group_info"].as_str().expect("hex"));
+    DeliveryService::from_group_info(&group_info, &info).expect("the DS accepts it");
+    let state = node.call(json!({"cmd": "state"}));
+    assert_eq!(state["epoch"], 0);
+    assert_eq!(state["member_leaves"], json!([0]));
+}

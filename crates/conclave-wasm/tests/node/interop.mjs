@@ -132,6 +132,8 @@ function handle(request) {
       return {};
     case "key_package":
       return { key_package: hex(member.key_package()) };
+    case "group_info":
+      return { group_info: hex(member.group_info()) };
     case "create_group":
       member.create_group(request.now);
       return {};
