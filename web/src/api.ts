@@ -25,7 +25,12 @@ export interface SessionInfo {
 
 export interface OrganisationInfo {
   name: string;
+  /** The organisation's Ed25519 public key, 43 characters of URL-safe base64. */
   public_key: string;
+  /** The server's MLS external-sender signature key, standard base64. */
+  mls_external_sender_key: string;
+  /** The server's MLS external-sender credential identity, standard base64. */
+  mls_external_sender_identity: string;
 }
 
 export interface ClassificationInfo {
@@ -133,6 +138,8 @@ interface RequestOptions {
   expectUnauthenticated?: boolean;
   /** Set on the one retry after a CSRF refusal. */
   retried?: boolean;
+  /** Error statuses whose JSON body is an answer (returned), not an error (thrown). */
+  answers?: readonly number[];
 }
 
 async function request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
@@ -166,6 +173,11 @@ async function request<T>(method: string, path: string, opts: RequestOptions = {
     }
   }
 
+  if (opts.answers?.includes(response.status)) {
+    // An answer, unless it is the usual `{error, message}` (CSRF, a revoked device, ...).
+    const body: unknown = await response.clone().json().catch(() => null);
+    if (typeof body === 'object' && body !== null && !('error' in body)) return body as T;
+  }
   const error = await readError(response);
   if (response.status === 401 && !opts.expectUnauthenticated) {
     csrfToken = null;
@@ -323,5 +335,39 @@ export interface JoinDecision {
 export function previewJoin(id: string, credential: string): Promise<JoinDecision> {
   return request<JoinDecision>('POST', `/api/meetings/${encodeURIComponent(id)}/preview`, {
     body: { credential },
+  });
+}
+
+// ---- joining a call --------------------------------------------------------------
+
+export interface JoinChallenge {
+  /** 32 bytes, unpadded URL-safe base64; single use, bound to the user and the meeting. */
+  challenge: string;
+  expires_at: string;
+}
+
+export function joinChallenge(id: string): Promise<JoinChallenge> {
+  return request<JoinChallenge>('POST', `/api/meetings/${encodeURIComponent(id)}/challenge`, { body: {} });
+}
+
+/** The policy's decision on a real join request; admit and lobby carry a ticket. */
+export interface JoinAnswer extends JoinDecision {
+  ticket: string | null;
+  ticket_expires_at: string | null;
+}
+
+/**
+ * Asks to join meeting `id` (200 admit, 202 lobby, 403 deny: all three are answers).
+ * `signature` is the device key's signature over the challenge, unpadded URL-safe base64.
+ */
+export async function joinMeeting(
+  id: string,
+  credential: string,
+  challenge: string,
+  signature: string,
+): Promise<JoinAnswer> {
+  return request<JoinAnswer>('POST', `/api/meetings/${encodeURIComponent(id)}/join`, {
+    body: { credential, challenge, signature },
+    answers: [403],
   });
 }

@@ -8,6 +8,7 @@ import { signInPage } from './pages/sign-in';
 import { meetingsPage } from './pages/meetings';
 import { scheduleMeetingPage, editMeetingPage } from './pages/meeting-form';
 import { meetingPage } from './pages/meeting';
+import { callPage } from './pages/call';
 import { notFoundPage } from './pages/not-found';
 
 /** What a page gets to render itself. */
@@ -38,6 +39,7 @@ const routes: readonly Route[] = [
   { pattern: /^\/meetings\/new$/, page: scheduleMeetingPage },
   { pattern: new RegExp(`^/meetings/${MEETING_ID}$`), page: meetingPage },
   { pattern: new RegExp(`^/meetings/${MEETING_ID}/edit$`), page: editMeetingPage },
+  { pattern: new RegExp(`^/meetings/${MEETING_ID}/call$`), page: callPage },
 ];
 
 export const SIGN_IN_PATH = '/sign-in';

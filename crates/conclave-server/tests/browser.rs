@@ -14,7 +14,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
 use common::{web_dist, Client, Server};
+use conclave_client::net as native;
+use conclave_protocol::ClientMessage;
 use conclave_server::api::now;
+use conclave_types::MeetingId;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -150,8 +153,17 @@ impl Steps {
 
     /// Lets the script go on from its step.
     fn go(&mut self) {
+        self.answer("go");
+    }
+
+    /// Lets the script go on from its step, telling it `value` (`go <value>`).
+    fn go_with(&mut self, value: &str) {
+        self.answer(&format!("go {value}"));
+    }
+
+    fn answer(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("the scenario is running");
-        writeln!(stdin, "go").expect("write to the scenario");
+        writeln!(stdin, "{line}").expect("write to the scenario");
         stdin.flush().expect("flush");
     }
 
@@ -300,5 +312,379 @@ async fn an_invitee_checks_from_the_browser_whether_they_can_join_a_secret_meeti
     let live: Vec<&Value> = all.iter().filter(|d| d["revoked_at"].is_null()).collect();
     assert_eq!(live.len(), 2, "the revoked device stays revoked: {all:?}");
     steps.go();
+    steps.finish().await;
+}
+
+/// A native participant's view of its call, for the failure message.
+fn native_state(call: &native::Call) -> String {
+    call.with(|s| {
+        format!(
+            "{:?} members {:?} roster {:?} errors {:?} closed {:?}",
+            s.participant,
+            s.participant.members(),
+            s.participant
+                .roster()
+                .iter()
+                .map(|e| &e.display_name)
+                .collect::<Vec<_>>(),
+            s.participant.errors(),
+            s.closed
+        )
+    })
+}
+
+/// Waits until the native participant is in the group with `n` members, a roster of `n`
+/// that matches it, and a code other than `not`; returns the code.
+async fn native_settled(call: &native::Call, n: usize, not: Option<&str>) -> String {
+    let settled = call
+        .wait_for(Duration::from_secs(60), |s| {
+            let p = &s.participant;
+            p.epoch().is_some()
+                && p.members().len() == n
+                && p.roster().len() == n
+                && p.mismatches().is_empty()
+                && p.security_code().as_deref() != not
+        })
+        .await;
+    assert!(
+        settled,
+        "the native participant did not settle with {n}: {}",
+        native_state(call)
+    );
+    call.with(|s| s.participant.security_code().expect("in the group"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
+    let server = Server::start();
+    let base = server.v4.clone();
+    let mut admin = server.client();
+    admin.login(&base, "admin", &server.admin_password).await;
+    let password = "correct horse battery staple";
+    for (name, role) in [("olga", "organiser"), ("ivan", "member")] {
+        let a = admin
+            .post(
+                &format!("{base}/api/users"),
+                json!({"name": name, "display_name": name.to_uppercase(), "role": role,
+                       "password": password}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{:?}", a.json());
+    }
+    // an internal meeting under way: personal devices on the trusted 127.0.0.1 are admitted
+    let mut olga = server.client();
+    olga.login(&base, "olga", password).await;
+    let starts = now().saturating_sub(Duration::from_secs(60));
+    let ends = starts.saturating_add(Duration::from_secs(3600));
+    let a = olga
+        .post(
+            &format!("{base}/api/meetings"),
+            json!({"title": "Incident review", "classification": "internal",
+                   "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(),
+                   "invitees": ["ivan"]}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json());
+    let meeting_text = a.json()["id"].as_str().expect("id").to_string();
+    let meeting: MeetingId = meeting_text.parse().expect("meeting id");
+
+    // the native participant joins first: it creates the call's MLS group (the browser's
+    // wasm facade cannot export the GroupInfo a creator uploads)
+    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
+    let mut ivan = native::Client::new(&base, Some(&pem)).expect("client");
+    ivan.sign_in("ivan", password).await.expect("sign in");
+    let device = ivan.register_device("laptop").await.expect("device");
+    let org = ivan.organisation().await.expect("organisation");
+    let answer = ivan.join(&meeting, &device).await.expect("join");
+    let native::JoinAnswer::Admitted { ticket } = answer else {
+        panic!("not admitted: {answer:?}");
+    };
+    let call = ivan
+        .connect(&meeting, &device, &org, ticket)
+        .await
+        .expect("connect");
+    native_settled(&call, 1, None).await;
+
+    let mut steps = Steps::start(
+        &server,
+        "call.mjs",
+        &[
+            ("CONCLAVE_USER", "olga"),
+            ("CONCLAVE_PASSWORD", password),
+            ("CONCLAVE_MEETING", &meeting_text),
+            ("CONCLAVE_MEETING_TITLE", "Incident review"),
+        ],
+    );
+
+    // both in one group: the page compares its code with this one
+    steps.reached("in-call").await;
+    let code = native_settled(&call, 2, None).await;
+    let browser_device = call.with(|s| {
+        let roster = s.participant.roster();
+        let olga = roster
+            .iter()
+            .find(|e| e.display_name == "OLGA")
+            .expect("the host on the roster");
+        assert!(olga.host);
+        olga.device_id
+    });
+    assert_eq!(
+        devices(&olga, &base).await[0]["id"],
+        browser_device.to_string(),
+        "the browser joined as the device it registered"
+    );
+    steps.go_with(&code);
+
+    // the browser's chat arrives intact, from the browser's device (its MLS credential)
+    steps.reached("chat-sent").await;
+    let arrived = call
+        .wait_for(Duration::from_secs(60), |s| {
+            s.participant
+                .chat()
+                .iter()
+                .any(|c| c.text == "hello from the browser" && c.from == browser_device)
+        })
+        .await;
+    assert!(
+        arrived,
+        "the browser's chat did not arrive: {:?}",
+        call.with(|s| s.participant.chat().to_vec())
+    );
+    call.chat("hello from the native participant").await;
+    steps.go();
+
+    // the browser's connection went silent and the server closed it; meanwhile IVAN says
+    // something, which the resumed seat gets replayed
+    steps.reached("dropped").await;
+    call.chat("said while you were away").await;
+    steps.go();
+    steps.reached("resumed").await;
+    assert_eq!(
+        native_settled(&call, 2, None).await,
+        code,
+        "a resumed seat keeps its leaf: no new epoch"
+    );
+    steps.go();
+
+    // the native participant leaves; the page sees the group rekey
+    steps.reached("native-leaves").await;
+    call.leave().await;
+    steps.go();
+
+    steps.reached("left").await;
+    steps.go();
+    steps.finish().await;
+
+    // the server recorded the browser's join and leave
+    let a = admin.get(&format!("{base}/api/audit?limit=1000")).await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    let text = a.json().to_string();
+    assert!(
+        text.contains("call.enter") && text.contains("call.leave"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby() {
+    let server = Server::start();
+    let base = server.v4.clone();
+    let mut admin = server.client();
+    admin.login(&base, "admin", &server.admin_password).await;
+    let password = "correct horse battery staple";
+    for (name, role) in [("olga", "organiser"), ("ivan", "member"), ("max", "member")] {
+        let a = admin
+            .post(
+                &format!("{base}/api/users"),
+                json!({"name": name, "display_name": name.to_uppercase(), "role": role,
+                       "password": password}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{:?}", a.json());
+    }
+    // confidential: invitees on an untrusted network wait in the lobby
+    let mut olga = server.client();
+    olga.login(&base, "olga", password).await;
+    let starts = now().saturating_sub(Duration::from_secs(60));
+    let ends = starts.saturating_add(Duration::from_secs(3600));
+    let a = olga
+        .post(
+            &format!("{base}/api/meetings"),
+            json!({"title": "Merger talks", "classification": "confidential",
+                   "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(),
+                   "invitees": ["ivan", "max"]}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json());
+    let meeting_text = a.json()["id"].as_str().expect("id").to_string();
+    let meeting: MeetingId = meeting_text.parse().expect("meeting id");
+
+    // IVAN creates the group from the office
+    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
+    let mut ivan = native::Client::new(&base, Some(&pem)).expect("client");
+    ivan.sign_in("ivan", password).await.expect("sign in");
+    let device = ivan.register_device("laptop").await.expect("device");
+    let org = ivan.organisation().await.expect("organisation");
+    let answer = ivan.join(&meeting, &device).await.expect("join");
+    let native::JoinAnswer::Admitted { ticket } = answer else {
+        panic!("not admitted: {answer:?}");
+    };
+    let ivan_call = ivan
+        .connect(&meeting, &device, &org, ticket)
+        .await
+        .expect("connect");
+    native_settled(&ivan_call, 1, None).await;
+
+    let mut steps = Steps::start(
+        &server,
+        "call-lobby.mjs",
+        &[
+            ("CONCLAVE_USER", "olga"),
+            ("CONCLAVE_PASSWORD", password),
+            ("CONCLAVE_MEETING", &meeting_text),
+            ("CONCLAVE_MEETING_TITLE", "Merger talks"),
+        ],
+    );
+
+    // the browser host's lock reaches everyone, and the meeting
+    steps.reached("locked").await;
+    assert!(
+        ivan_call
+            .wait_for(Duration::from_secs(60), |s| s.participant.locked())
+            .await,
+        "the call did not lock: {}",
+        native_state(&ivan_call)
+    );
+    steps.go();
+    steps.reached("unlocked").await;
+    assert!(
+        ivan_call
+            .wait_for(Duration::from_secs(60), |s| !s.participant.locked())
+            .await,
+        "the call did not unlock: {}",
+        native_state(&ivan_call)
+    );
+
+    // MAX asks from [::1]: the lobby
+    let mut max = native::Client::new(&server.v6, Some(&pem)).expect("client");
+    max.sign_in("max", password).await.expect("sign in");
+    let device = max.register_device("travel laptop").await.expect("device");
+    let answer = max.join(&meeting, &device).await.expect("join");
+    let native::JoinAnswer::Lobby { ticket, .. } = answer else {
+        panic!("expected the lobby: {answer:?}");
+    };
+    let max_call = max
+        .connect(&meeting, &device, &org, ticket)
+        .await
+        .expect("connect");
+    assert!(
+        max_call
+            .wait_for(Duration::from_secs(60), |s| s
+                .participant
+                .waiting()
+                .is_some())
+            .await,
+        "MAX is not waiting: {}",
+        native_state(&max_call)
+    );
+    steps.go();
+
+    // admitted by the host in the browser: one group of three
+    steps.reached("admitted").await;
+    let code = native_settled(&max_call, 3, None).await;
+    assert_eq!(native_settled(&ivan_call, 3, None).await, code);
+    steps.go_with(&code);
+    steps.finish().await;
+    let a = admin.get(&format!("{base}/api/audit?limit=1000")).await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    let text = a.json().to_string();
+    assert!(
+        text.contains("call.admit") && text.contains("call.lock"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_starts_the_call_and_a_second_browser_waits_in_the_lobby_for_the_host() {
+    let server = Server::start();
+    let base = server.v4.clone();
+    let mut admin = server.client();
+    admin.login(&base, "admin", &server.admin_password).await;
+    let password = "correct horse battery staple";
+    for (name, role) in [("olga", "organiser"), ("ivan", "member")] {
+        let a = admin
+            .post(
+                &format!("{base}/api/users"),
+                json!({"name": name, "display_name": name.to_uppercase(), "role": role,
+                       "password": password}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{:?}", a.json());
+    }
+    let mut organiser = server.client();
+    organiser.login(&base, "olga", password).await;
+    let starts = now().saturating_sub(Duration::from_secs(60));
+    let ends = starts.saturating_add(Duration::from_secs(3600));
+    let a = organiser
+        .post(
+            &format!("{base}/api/meetings"),
+            json!({"title": "Merger talks", "classification": "confidential",
+                   "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(),
+                   "invitees": ["ivan"]}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json());
+    let meeting_text = a.json()["id"].as_str().expect("id").to_string();
+    let meeting: MeetingId = meeting_text.parse().expect("meeting id");
+
+    let mut steps = Steps::start(
+        &server,
+        "call-guest.mjs",
+        &[
+            ("CONCLAVE_USER", "ivan"),
+            ("CONCLAVE_PASSWORD", password),
+            ("CONCLAVE_MEETING", &meeting_text),
+            ("CONCLAVE_MEETING_TITLE", "Merger talks"),
+        ],
+    );
+
+    // alone, the browser created the group; the host joins it through the browser's commit
+    steps.reached("started").await;
+    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
+    let mut olga = native::Client::new(&base, Some(&pem)).expect("client");
+    olga.sign_in("olga", password).await.expect("sign in");
+    let device = olga.register_device("laptop").await.expect("device");
+    let org = olga.organisation().await.expect("organisation");
+    let answer = olga.join(&meeting, &device).await.expect("join");
+    let native::JoinAnswer::Admitted { ticket } = answer else {
+        panic!("not admitted: {answer:?}");
+    };
+    let call = olga
+        .connect(&meeting, &device, &org, ticket)
+        .await
+        .expect("connect");
+    let code = native_settled(&call, 2, None).await;
+    steps.go_with(&code);
+
+    // the browser at [::1] waits in the lobby; the host admits it
+    steps.reached("waiting").await;
+    assert!(
+        call.wait_for(Duration::from_secs(60), |s| s.participant.lobby().len()
+            == 1)
+            .await,
+        "nobody in the host's lobby: {}",
+        native_state(&call)
+    );
+    let seat = call.with(|s| {
+        let waiting = &s.participant.lobby()[0];
+        assert_eq!(waiting.display_name, "IVAN");
+        waiting.participant
+    });
+    call.send(ClientMessage::Admit { participant: seat }).await;
+    steps.go();
+
+    steps.reached("in-call").await;
+    let code = native_settled(&call, 3, None).await;
+    steps.go_with(&code);
     steps.finish().await;
 }

@@ -1,7 +1,7 @@
 // One meeting: what it is, when, under which rules, and who takes part. Hosts can edit
 // or cancel it from here. Hosts and invitees of a meeting that is not cancelled also see
-// "Joining from this browser" (./prejoin.ts): camera, microphone and the server's verdict.
-// (Joining the call itself comes with the call view.)
+// "Joining from this browser" (./prejoin.ts): camera, microphone, the server's verdict and
+// the Join button, which leads to the call (./call.ts).
 
 import * as api from '../api';
 import { navigate, type PageContext } from '../app';

@@ -2,9 +2,13 @@
 // and microphone this browser would use, this browser's device and its trust, and what the
 // server's policy would decide for joining now from here (POST /api/meetings/{id}/preview,
 // which grants nothing and is not audited). The first visit registers the browser as a
-// device of the account (src/device.ts).
+// device of the account (src/device.ts). When the verdict is admit or lobby, Join asks for
+// real (signed challenge, POST /api/meetings/{id}/join: audited) and hands the answer to
+// the call page (./call.ts); a refusal is shown here with its reasons.
 
 import * as api from '../api';
+import { navigate } from '../app';
+import { askToJoin, handOver } from '../call';
 import { DeviceGone, ensureDevice, refreshCredential, registerAgain, type Device } from '../device';
 import { append, h, replaceChildren, sentence, uid } from '../dom';
 import { capitalise } from '../format';
@@ -35,7 +39,10 @@ function joinCheck(meeting: api.MeetingInfo, userId: string): { element: HTMLEle
   const deviceInfo = h('dl', { class: 'summary-list prejoin__device' });
   const verdict = h('div', { class: 'prejoin__verdict', role: 'status', 'aria-live': 'polite' });
   const again = h('button', { type: 'button', class: 'button button--secondary' }, 'Check again');
+  const join = h('button', { type: 'button', class: 'button button--primary', disabled: true }, 'Join');
   let running = false;
+  /** Whether the last check said admit or lobby. */
+  let joinable = false;
 
   const showDevice = (device: Device | null): void => {
     if (device === null) {
@@ -58,6 +65,8 @@ function joinCheck(meeting: api.MeetingInfo, userId: string): { element: HTMLEle
     if (running) return;
     running = true;
     again.disabled = true;
+    join.disabled = true;
+    joinable = false;
     verdict.className = 'prejoin__verdict';
     replaceChildren(verdict, h('p', { class: 'loading' }, 'Checking whether you can join from here…'));
     try {
@@ -73,6 +82,7 @@ function joinCheck(meeting: api.MeetingInfo, userId: string): { element: HTMLEle
       }
       showDevice({ ...device, trust: decision.device_trust });
       showDecision(verdict, decision, device);
+      joinable = decision.outcome === 'admit' || decision.outcome === 'lobby';
     } catch (e) {
       if (e instanceof api.SessionEnded) return;
       showDevice(null);
@@ -88,16 +98,50 @@ function joinCheck(meeting: api.MeetingInfo, userId: string): { element: HTMLEle
     } finally {
       running = false;
       again.disabled = false;
+      join.disabled = !joinable;
     }
   };
   again.addEventListener('click', () => void run());
+
+  // Join for real: a signed challenge, then the policy decides again (and audits it).
+  const doJoin = async (): Promise<void> => {
+    if (running) return;
+    running = true;
+    again.disabled = true;
+    join.disabled = true;
+    replaceChildren(verdict, h('p', { class: 'loading' }, 'Asking to join…'));
+    verdict.className = 'prejoin__verdict';
+    try {
+      const request = await askToJoin(meeting.id, userId);
+      const { answer } = request;
+      if ((answer.outcome === 'admit' || answer.outcome === 'lobby') && answer.ticket !== null) {
+        handOver(meeting.id, request);
+        navigate(`/meetings/${meeting.id}/call`);
+        return;
+      }
+      joinable = false;
+      showDecision(verdict, answer, request.device);
+    } catch (e) {
+      if (e instanceof api.SessionEnded) return;
+      verdict.className = 'prejoin__verdict prejoin__verdict--error';
+      replaceChildren(
+        verdict,
+        h('p', null, 'Joining did not work: ', e instanceof Error ? sentence(e.message) : String(e)),
+      );
+    } finally {
+      running = false;
+      again.disabled = false;
+      join.disabled = !joinable;
+    }
+  };
+  join.addEventListener('click', () => void doJoin());
 
   const element = h(
     'div',
     { class: 'prejoin__check' },
     deviceInfo,
     verdict,
-    h('div', { class: 'actions' }, again),
+    h('div', { class: 'actions' }, join, again),
   );
   return { element, run: () => run() };
 }

@@ -1,0 +1,79 @@
+// An invitee in the browser: first alone (the browser creates the call's MLS group and the
+// host, a native participant run by browser.rs, joins it through the browser's commit),
+// then from an untrusted network in a second browser, waiting in the lobby until the host
+// admits them.
+//
+// 1. From 127.0.0.1 with nobody in the call: Join creates the group; one participant and
+//    a security code.                                                   STEP started
+//    browser.rs has the host (native) join and answers with the host's code; the page
+//    shows two participants and the same code.
+// 2. Another browser profile at [::1]: the preview says lobby; Join shows "Waiting for a
+//    host to let you in" with the reason.                               STEP waiting
+//    browser.rs admits the waiting seat.
+// 3. In the group: three participants, no mismatch.                    STEP in-call
+//    browser.rs answers with the host's code; the page shows the same.
+
+import { check, env, run } from './browser.mjs';
+import { CODE, LONG, joinFromMeetingPage, otherBrowser, settled, step } from './calls.mjs';
+
+const url = env('CONCLAVE_URL');
+const urlV6 = env('CONCLAVE_URL_V6');
+const user = env('CONCLAVE_USER');
+const password = env('CONCLAVE_PASSWORD');
+const meetingId = env('CONCLAVE_MEETING');
+const title = env('CONCLAVE_MEETING_TITLE');
+const shots = process.env.CONCLAVE_SCREENSHOTS;
+
+await run(async (context) => {
+  // 1. alone: the browser creates the group, the native host joins it
+  const first = await joinFromMeetingPage(context, { url, user, password, meetingId, title });
+  const alone = await settled(first, 1, '');
+  check(alone.problems === '', `nothing went wrong creating the group: ${alone.problems}`);
+  const hostCode = await step('started');
+  check(CODE.test(hostCode), `browser.rs sent a code: ${hostCode}`);
+  const together = await settled(first, 2, alone.code);
+  check(together.code === hostCode, `the same code as the host: ${together.code} / ${hostCode}`);
+
+  // 2. from an untrusted network: the lobby
+  const other = await otherBrowser();
+  try {
+    const page = await joinFromMeetingPage(other.context, {
+      url: urlV6,
+      user,
+      password,
+      meetingId,
+      title,
+      verdict: 'lobby',
+    });
+    const waiting = page.locator('.call__state--waiting');
+    await waiting.waitFor(LONG);
+    const text = await waiting.innerText();
+    check(/Waiting for a host to let you in/.test(text), `the guest is told to wait: ${text}`);
+    check(/untrusted network/i.test(text), `with the reason: ${text}`);
+    check((await page.locator('.roster__item').count()) === 0, 'the lobby is not the call');
+    if (shots) await page.screenshot({ path: `${shots}/call-waiting.png`, fullPage: true });
+    await step('waiting');
+
+    // 3. admitted: in the group
+    const view = await settled(page, 3, '');
+    check(view.problems === '', `nothing went wrong on the way: ${view.problems}`);
+    const names = view.roster.map((r) => r.name).sort();
+    check(
+      JSON.stringify(names) === '["IVAN","IVAN","OLGA"]',
+      `the roster: ${JSON.stringify(view.roster)}`,
+    );
+    check(
+      (await page.getByRole('group', { name: 'Host controls' }).isVisible()) === false,
+      'no host controls for an invitee',
+    );
+    const hostCode = await step('in-call');
+    check(CODE.test(hostCode), `browser.rs sent a code: ${hostCode}`);
+    await page.waitForFunction(
+      (expected) => document.querySelector('.call__code')?.textContent === expected,
+      hostCode,
+      LONG,
+    );
+  } finally {
+    await other.close();
+  }
+});

@@ -1,0 +1,60 @@
+// A host in the browser runs the call's door: lock and unlock, and lets a guest in from the
+// lobby. browser.rs has a native participant (IVAN) create the group first, and a second
+// one (MAX) ask to join a confidential meeting from [::1], an untrusted network, which
+// seats them in the lobby.
+//
+// 1. OLGA joins from 127.0.0.1; two participants. She locks the call.  STEP locked
+// 2. She unlocks it.                                                   STEP unlocked
+//    browser.rs seats MAX in the lobby.
+// 3. The lobby shows MAX with the policy's reason; "Admit MAX" lets them in: three
+//    participants, no mismatch.                                        STEP admitted
+//    browser.rs answers with MAX's security code; the page shows the same.
+
+import { check, env, run } from './browser.mjs';
+import { CODE, LONG, joinFromMeetingPage, settled, step } from './calls.mjs';
+
+const url = env('CONCLAVE_URL');
+const user = env('CONCLAVE_USER');
+const password = env('CONCLAVE_PASSWORD');
+const meetingId = env('CONCLAVE_MEETING');
+const title = env('CONCLAVE_MEETING_TITLE');
+const shots = process.env.CONCLAVE_SCREENSHOTS;
+
+await run(async (context) => {
+  const page = await joinFromMeetingPage(context, { url, user, password, meetingId, title });
+  await settled(page, 2, '');
+
+  // 1. lock and unlock
+  const controls = page.getByRole('group', { name: 'Host controls' });
+  await controls.getByRole('button', { name: 'Lock the call' }).click();
+  await controls.getByRole('button', { name: 'Unlock the call' }).waitFor(LONG);
+  await step('locked');
+  await controls.getByRole('button', { name: 'Unlock the call' }).click();
+  await controls.getByRole('button', { name: 'Lock the call' }).waitFor(LONG);
+  await step('unlocked');
+
+  // 2. MAX waits in the lobby, with the policy's reason in words
+  const waiting = page.locator('.lobby__item', { hasText: 'MAX' });
+  await waiting.waitFor(LONG);
+  const text = await waiting.innerText();
+  check(/untrusted network/i.test(text), `the lobby says why MAX waits: ${text}`);
+  check(/::1/.test(text), `hosts see where MAX connects from: ${text}`);
+  if (shots) await page.screenshot({ path: `${shots}/call-lobby.png`, fullPage: true });
+  await page.getByRole('button', { name: 'Admit MAX' }).click();
+
+  // 3. three in one group
+  const three = await settled(page, 3, '');
+  check(three.problems === '', `nothing went wrong on the way: ${three.problems}`);
+  const names = three.roster.map((r) => r.name).sort();
+  check(JSON.stringify(names) === '["IVAN","MAX","OLGA"]', `the roster: ${JSON.stringify(three.roster)}`);
+  const max = three.roster.find((r) => r.name === 'MAX');
+  check(/Untrusted network/.test(max.text), `MAX's network is untrusted: ${max.text}`);
+  check(!(await page.locator('.call__lobby').isVisible()), 'the lobby is empty again');
+  const maxCode = await step('admitted');
+  check(CODE.test(maxCode), `browser.rs sent a code: ${maxCode}`);
+  await page.waitForFunction(
+    (expected) => document.querySelector('.call__code')?.textContent === expected,
+    maxCode,
+    LONG,
+  );
+});

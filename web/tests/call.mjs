@@ -1,0 +1,108 @@
+// A host joins a call from the browser and shares its end-to-end encrypted group with a
+// native participant (conclave-client, run by browser.rs, which joined first; call-guest.mjs
+// has the browser start the group). browser.rs drives it in steps; at a step it may answer
+// `go <value>`.
+//
+// 1. From 127.0.0.1 (trusted), the meeting page's Join button leads to the call: two
+//    participants, both verified against their MLS credentials, no mismatch, a security
+//    code.                                                              STEP in-call
+//    browser.rs answers with the native participant's code; the page shows the same.
+// 2. A chat message from the browser.                                   STEP chat-sent
+//    browser.rs checks it arrived intact and sends one back; the page shows it with the
+//    sender's name.
+// 3. The page's script is paused long enough for the server to close its silent
+//    connection (4005), not so long that the seat is given up.         STEP dropped
+//    browser.rs sends a chat meanwhile. Running again, the page resumes its seat: the
+//    message is replayed, the code is the same.                        STEP resumed
+// 4. browser.rs lets the native participant leave: one participant, a new code.
+//                                                                       STEP native-leaves
+// 5. "Leave the call" leads back to the meeting's page.                 STEP left
+
+import { check, env, run } from './browser.mjs';
+import { CODE, LONG, joinFromMeetingPage, settled, step } from './calls.mjs';
+
+const url = env('CONCLAVE_URL');
+const user = env('CONCLAVE_USER');
+const password = env('CONCLAVE_PASSWORD');
+const meetingId = env('CONCLAVE_MEETING');
+const title = env('CONCLAVE_MEETING_TITLE');
+const shots = process.env.CONCLAVE_SCREENSHOTS;
+
+await run(async (context) => {
+  // 1. the preview says admit, so Join is offered
+  const page = await joinFromMeetingPage(context, { url, user, password, meetingId, title });
+  const first = await settled(page, 2, '');
+  check(CODE.test(first.code), `a security code: ${first.code}`);
+  check(first.problems === '', `nothing went wrong on the way: ${first.problems}`);
+  const names = first.roster.map((r) => r.name).sort();
+  check(JSON.stringify(names) === '["IVAN","OLGA"]', `the roster: ${JSON.stringify(first.roster)}`);
+  for (const r of first.roster) {
+    check(/Verified: /.test(r.text), `${r.name} is verified against their credential: ${r.text}`);
+    check(/Trusted: office/.test(r.text), `${r.name}'s network is named: ${r.text}`);
+    check(/Personal/.test(r.text), `${r.name}'s device trust is shown: ${r.text}`);
+  }
+  const olga = first.roster.find((r) => r.name === 'OLGA');
+  check(/Host/.test(olga.text) && /\(you\)/.test(olga.text), `the host badge and "you": ${olga.text}`);
+  check(
+    (await page.getByRole('group', { name: 'Host controls' }).getByRole('button', { name: 'Lock the call' }).count()) === 1,
+    'a host can lock the call',
+  );
+  if (shots) await page.screenshot({ path: `${shots}/call.png`, fullPage: true });
+
+  // the native participant's code, as browser.rs read it from its Call
+  const nativeCode = await step('in-call');
+  check(CODE.test(nativeCode), `browser.rs sent a code: ${nativeCode}`);
+  await page.waitForFunction(
+    (expected) => document.querySelector('.call__code')?.textContent === expected,
+    nativeCode,
+    LONG,
+  );
+
+  // 2. chat, end-to-end encrypted
+  await page.getByRole('textbox', { name: 'Your message' }).fill('hello from the browser');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.locator('.chat__message--own', { hasText: 'hello from the browser' }).waitFor();
+  await step('chat-sent');
+  const incoming = page.locator('.chat__message', { hasText: 'hello from the native participant' });
+  await incoming.waitFor(LONG);
+  const from = await incoming.locator('.chat__from').innerText();
+  check(from === 'IVAN', `the sender's name from their credential: ${from}`);
+
+  // 3. the connection drops: the page's script is paused, so its heartbeats stop. The
+  //    server closes a connection silent for 3 heartbeat intervals (3 x 5 s) and keeps the
+  //    seat for the resume grace (20 s) after that: resuming 26 s after the pause lands
+  //    between the two with several seconds to spare either way. (The close itself cannot
+  //    be watched: a paused page reports no WebSocket events.)
+  check(page.sockets.length === 1, `one WebSocket so far: ${page.sockets.length}`);
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  await new Promise((resolve) => setTimeout(resolve, 26_000));
+  await step('dropped');
+  await cdp.send('Debugger.resume');
+  await cdp.send('Debugger.disable');
+  await page.locator('.chat__message', { hasText: 'said while you were away' }).waitFor(LONG);
+  await page.waitForFunction(() => document.querySelector('.call__state--in_call') !== null, null, LONG);
+  check(page.sockets.length === 2, `a second WebSocket took the seat back: ${page.sockets.length}`);
+  check(page.sockets[0].isClosed(), 'the first WebSocket is closed');
+  const resumed = await settled(page, 2, '');
+  check(resumed.code === nativeCode, `resuming keeps the group and its code: ${resumed.code} vs ${nativeCode}`);
+  check(resumed.problems === '', `nothing went wrong resuming: ${resumed.problems}`);
+  const replayed = await page.locator('.chat__message', { hasText: 'said while you were away' }).count();
+  check(replayed === 1, `the missed message shows once: ${replayed}`);
+  await step('resumed');
+
+  // 4. the native participant leaves: the group rekeys
+  await step('native-leaves');
+  const alone = await settled(page, 1, nativeCode);
+  check(alone.roster[0].name === 'OLGA', `only the host is left: ${JSON.stringify(alone.roster)}`);
+  check(alone.code !== nativeCode, 'the security code changed');
+  check(alone.problems === '', `nothing went wrong: ${alone.problems}`);
+
+  // 5. leaving leads back to the meeting's page
+  await page.getByRole('button', { name: 'Leave the call' }).click();
+  await page.waitForURL(`**/meetings/${meetingId}`, LONG);
+  await page.getByText('You left the call.').waitFor();
+  await page.getByRole('heading', { name: 'Joining from this browser' }).waitFor();
+  await step('left');
+});
