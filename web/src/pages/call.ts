@@ -125,10 +125,10 @@ function callView(meeting: api.MeetingInfo, session: CallSession): { element: HT
     'section',
     { class: 'panel', 'aria-labelledby': rosterTitle },
     rosterHeading,
+    hostBar,
     mismatch,
     rosterEmpty,
     roster,
-    hostBar,
   );
 
   const lobbyTitle = uid('panel');
