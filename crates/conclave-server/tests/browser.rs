@@ -17,7 +17,7 @@ use common::{web_dist, Client, Server};
 use conclave_client::net as native;
 use conclave_protocol::ClientMessage;
 use conclave_server::api::now;
-use conclave_types::MeetingId;
+use conclave_types::{MeetingId, Timestamp};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -49,37 +49,71 @@ fn scenario(server: &Server, scenario: &str, vars: &[(&str, &str)]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_organiser_signs_in_schedules_a_meeting_and_finds_it_in_my_meetings() {
-    let server = Server::start();
-    let base = server.v4.clone();
+/// Every account's password in these tests.
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Signs in as the admin and creates these accounts (name, role), each shown as its name in
+/// capitals, all with [`PASSWORD`]; returns the admin's client.
+async fn accounts(server: &Server, people: &[(&str, &str)]) -> Client {
     let mut admin = server.client();
-    admin.login(&base, "admin", &server.admin_password).await;
-    for (name, role) in [("olga", "organiser"), ("ivan", "member")] {
+    admin
+        .login(&server.v4, "admin", &server.admin_password)
+        .await;
+    for (name, role) in people {
         let a = admin
             .post(
-                &format!("{base}/api/users"),
+                &format!("{}/api/users", server.v4),
                 json!({"name": name, "display_name": name.to_uppercase(), "role": role,
-                       "password": "correct horse battery staple"}),
+                       "password": PASSWORD}),
             )
             .await;
         assert_eq!(a.status, 201, "{:?}", a.json());
     }
+    admin
+}
+
+/// The organiser olga schedules an hour-long meeting from `starts`; returns its id.
+async fn schedule(
+    server: &Server,
+    title: &str,
+    classification: &str,
+    starts: Timestamp,
+    invitees: &[&str],
+) -> String {
+    let mut olga = server.client();
+    olga.login(&server.v4, "olga", PASSWORD).await;
+    let ends = starts.saturating_add(Duration::from_secs(3600));
+    let a = olga
+        .post(
+            &format!("{}/api/meetings", server.v4),
+            json!({"title": title, "classification": classification,
+                   "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(),
+                   "invitees": invitees}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json());
+    a.json()["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_organiser_signs_in_schedules_a_meeting_and_finds_it_in_my_meetings() {
+    let server = Server::start();
+    let base = server.v4.clone();
+    accounts(&server, &[("olga", "organiser"), ("ivan", "member")]).await;
 
     scenario(
         &server,
         "schedule.mjs",
         &[
             ("CONCLAVE_USER", "olga"),
-            ("CONCLAVE_PASSWORD", "correct horse battery staple"),
+            ("CONCLAVE_PASSWORD", PASSWORD),
             ("CONCLAVE_INVITEE", "ivan"),
         ],
     );
 
     // what the browser scheduled is there, as typed, and the invitee sees it too
     let mut ivan: Client = server.client();
-    ivan.login(&base, "ivan", "correct horse battery staple")
-        .await;
+    ivan.login(&base, "ivan", PASSWORD).await;
     let list = ivan.get(&format!("{base}/api/meetings")).await;
     assert_eq!(list.status, 200);
     let meetings = list.json();
@@ -217,35 +251,18 @@ async fn audit_length(admin: &Client, base: &str) -> usize {
 async fn an_invitee_checks_from_the_browser_whether_they_can_join_a_secret_meeting() {
     let server = Server::start();
     let base = server.v4.clone();
-    let mut admin = server.client();
-    admin.login(&base, "admin", &server.admin_password).await;
-    let password = "correct horse battery staple";
-    for (name, role) in [("olga", "organiser"), ("ivan", "member")] {
-        let a = admin
-            .post(
-                &format!("{base}/api/users"),
-                json!({"name": name, "display_name": name.to_uppercase(), "role": role,
-                       "password": password}),
-            )
-            .await;
-        assert_eq!(a.status, 201, "{:?}", a.json());
-    }
+    let admin = accounts(&server, &[("olga", "organiser"), ("ivan", "member")]).await;
+    let password = PASSWORD;
     // a secret meeting whose join window is open (15 minutes before the start) and that
     // has not started, so it does not lock after its start while the scenario runs
-    let mut olga = server.client();
-    olga.login(&base, "olga", password).await;
-    let starts = now().saturating_add(Duration::from_secs(5 * 60));
-    let ends = starts.saturating_add(Duration::from_secs(3600));
-    let a = olga
-        .post(
-            &format!("{base}/api/meetings"),
-            json!({"title": "Board strategy", "classification": "secret",
-                   "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(),
-                   "invitees": ["ivan"]}),
-        )
-        .await;
-    assert_eq!(a.status, 201, "{:?}", a.json());
-    let meeting = a.json()["id"].as_str().expect("id").to_string();
+    let meeting = schedule(
+        &server,
+        "Board strategy",
+        "secret",
+        now().saturating_add(Duration::from_secs(5 * 60)),
+        &["ivan"],
+    )
+    .await;
     let mut ivan = server.client();
     ivan.login(&base, "ivan", password).await;
     assert!(devices(&ivan, &base).await.is_empty());
@@ -358,34 +375,17 @@ async fn native_settled(call: &native::Call, n: usize, not: Option<&str>) -> Str
 async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
     let server = Server::start();
     let base = server.v4.clone();
-    let mut admin = server.client();
-    admin.login(&base, "admin", &server.admin_password).await;
-    let password = "correct horse battery staple";
-    for (name, role) in [("olga", "organiser"), ("ivan", "member")] {
-        let a = admin
-            .post(
-                &format!("{base}/api/users"),
-                json!({"name": name, "display_name": name.to_uppercase(), "role": role,
-                       "password": password}),
-            )
-            .await;
-        assert_eq!(a.status, 201, "{:?}", a.json());
-    }
+    let admin = accounts(&server, &[("olga", "organiser"), ("ivan", "member")]).await;
+    let password = PASSWORD;
     // an internal meeting under way: personal devices on the trusted 127.0.0.1 are admitted
-    let mut olga = server.client();
-    olga.login(&base, "olga", password).await;
-    let starts = now().saturating_sub(Duration::from_secs(60));
-    let ends = starts.saturating_add(Duration::from_secs(3600));
-    let a = olga
-        .post(
-            &format!("{base}/api/meetings"),
-            json!({"title": "Incident review", "classification": "internal",
-                   "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(),
-                   "invitees": ["ivan"]}),
-        )
-        .await;
-    assert_eq!(a.status, 201, "{:?}", a.json());
-    let meeting_text = a.json()["id"].as_str().expect("id").to_string();
+    let meeting_text = schedule(
+        &server,
+        "Incident review",
+        "internal",
+        now().saturating_sub(Duration::from_secs(60)),
+        &["ivan"],
+    )
+    .await;
     let meeting: MeetingId = meeting_text.parse().expect("meeting id");
 
     // the native participant joins first: it creates the call's MLS group (the browser's
@@ -428,6 +428,8 @@ async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
         assert!(olga.host);
         olga.device_id
     });
+    let mut olga = server.client();
+    olga.login(&base, "olga", PASSWORD).await;
     assert_eq!(
         devices(&olga, &base).await[0]["id"],
         browser_device.to_string(),
@@ -489,34 +491,21 @@ async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
 async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby() {
     let server = Server::start();
     let base = server.v4.clone();
-    let mut admin = server.client();
-    admin.login(&base, "admin", &server.admin_password).await;
-    let password = "correct horse battery staple";
-    for (name, role) in [("olga", "organiser"), ("ivan", "member"), ("max", "member")] {
-        let a = admin
-            .post(
-                &format!("{base}/api/users"),
-                json!({"name": name, "display_name": name.to_uppercase(), "role": role,
-                       "password": password}),
-            )
-            .await;
-        assert_eq!(a.status, 201, "{:?}", a.json());
-    }
+    let admin = accounts(
+        &server,
+        &[("olga", "organiser"), ("ivan", "member"), ("max", "member")],
+    )
+    .await;
+    let password = PASSWORD;
     // confidential: invitees on an untrusted network wait in the lobby
-    let mut olga = server.client();
-    olga.login(&base, "olga", password).await;
-    let starts = now().saturating_sub(Duration::from_secs(60));
-    let ends = starts.saturating_add(Duration::from_secs(3600));
-    let a = olga
-        .post(
-            &format!("{base}/api/meetings"),
-            json!({"title": "Merger talks", "classification": "confidential",
-                   "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(),
-                   "invitees": ["ivan", "max"]}),
-        )
-        .await;
-    assert_eq!(a.status, 201, "{:?}", a.json());
-    let meeting_text = a.json()["id"].as_str().expect("id").to_string();
+    let meeting_text = schedule(
+        &server,
+        "Merger talks",
+        "confidential",
+        now().saturating_sub(Duration::from_secs(60)),
+        &["ivan", "max"],
+    )
+    .await;
     let meeting: MeetingId = meeting_text.parse().expect("meeting id");
 
     // IVAN creates the group from the office
@@ -608,33 +597,16 @@ async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby(
 async fn a_browser_starts_the_call_and_a_second_browser_waits_in_the_lobby_for_the_host() {
     let server = Server::start();
     let base = server.v4.clone();
-    let mut admin = server.client();
-    admin.login(&base, "admin", &server.admin_password).await;
-    let password = "correct horse battery staple";
-    for (name, role) in [("olga", "organiser"), ("ivan", "member")] {
-        let a = admin
-            .post(
-                &format!("{base}/api/users"),
-                json!({"name": name, "display_name": name.to_uppercase(), "role": role,
-                       "password": password}),
-            )
-            .await;
-        assert_eq!(a.status, 201, "{:?}", a.json());
-    }
-    let mut organiser = server.client();
-    organiser.login(&base, "olga", password).await;
-    let starts = now().saturating_sub(Duration::from_secs(60));
-    let ends = starts.saturating_add(Duration::from_secs(3600));
-    let a = organiser
-        .post(
-            &format!("{base}/api/meetings"),
-            json!({"title": "Merger talks", "classification": "confidential",
-                   "starts_at": starts.to_rfc3339(), "ends_at": ends.to_rfc3339(),
-                   "invitees": ["ivan"]}),
-        )
-        .await;
-    assert_eq!(a.status, 201, "{:?}", a.json());
-    let meeting_text = a.json()["id"].as_str().expect("id").to_string();
+    accounts(&server, &[("olga", "organiser"), ("ivan", "member")]).await;
+    let password = PASSWORD;
+    let meeting_text = schedule(
+        &server,
+        "Merger talks",
+        "confidential",
+        now().saturating_sub(Duration::from_secs(60)),
+        &["ivan"],
+    )
+    .await;
     let meeting: MeetingId = meeting_text.parse().expect("meeting id");
 
     let mut steps = Steps::start(
