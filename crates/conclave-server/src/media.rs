@@ -1,10 +1,10 @@
 //! The SFU's driver: one UDP socket, one [`conclave_sfu::Sfu`] for every call, one tokio task.
 //!
-//! Calls talk to it with [`MediaRequest`]s (a participant's SDP offer or answer, a departure,
-//! a key-frame request after an MLS epoch change) and hear back through their call task
-//! ([`crate::call::Command::Media`]): SDP answers and offers to relay to the participant, and
-//! when a participant's media connected. The SFU core is pure; this task owns the socket
-//! and the clock.
+//! Calls talk to it with [`MediaRequest`]s (a participant's SDP offer, a departure, a
+//! key-frame request after an MLS epoch change) and hear back through their call task
+//! ([`crate::call::Command::Media`]): SDP answers to relay to the participant (the SFU never
+//! offers: participants offer their slots once), who speaks, and when a participant's media
+//! connected or went silent. The SFU core is pure; this task owns the socket and the clock.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
