@@ -350,6 +350,35 @@ fn native_state(call: &native::Call) -> String {
     })
 }
 
+/// A native participant: `name` signs in at `base` (the address decides the network),
+/// registers a device and enters `meeting`'s call, admitted at once or, with `lobby`, in
+/// the lobby.
+async fn native_enter(
+    server: &Server,
+    base: &str,
+    name: &str,
+    meeting: &MeetingId,
+    lobby: bool,
+) -> native::Call {
+    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
+    let mut client = native::Client::new(base, Some(&pem)).expect("client");
+    client.sign_in(name, PASSWORD).await.expect("sign in");
+    let device = client.register_device("laptop").await.expect("device");
+    let org = client.organisation().await.expect("organisation");
+    let ticket = match client.join(meeting, &device).await.expect("join") {
+        native::JoinAnswer::Admitted { ticket } if !lobby => ticket,
+        native::JoinAnswer::Lobby { ticket, .. } if lobby => ticket,
+        answer => panic!(
+            "{name} expected {}: {answer:?}",
+            if lobby { "the lobby" } else { "admission" }
+        ),
+    };
+    client
+        .connect(meeting, &device, &org, ticket)
+        .await
+        .expect("connect")
+}
+
 /// Waits until the native participant is in the group with `n` members, a roster of `n`
 /// that matches it, and a code other than `not`; returns the code.
 async fn native_settled(call: &native::Call, n: usize, not: Option<&str>) -> String {
@@ -388,21 +417,9 @@ async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
     .await;
     let meeting: MeetingId = meeting_text.parse().expect("meeting id");
 
-    // the native participant joins first: it creates the call's MLS group (the browser's
-    // wasm facade cannot export the GroupInfo a creator uploads)
-    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
-    let mut ivan = native::Client::new(&base, Some(&pem)).expect("client");
-    ivan.sign_in("ivan", password).await.expect("sign in");
-    let device = ivan.register_device("laptop").await.expect("device");
-    let org = ivan.organisation().await.expect("organisation");
-    let answer = ivan.join(&meeting, &device).await.expect("join");
-    let native::JoinAnswer::Admitted { ticket } = answer else {
-        panic!("not admitted: {answer:?}");
-    };
-    let call = ivan
-        .connect(&meeting, &device, &org, ticket)
-        .await
-        .expect("connect");
+    // the native participant joins first and creates the call's MLS group (call-guest.mjs
+    // has a browser create it)
+    let call = native_enter(&server, &base, "ivan", &meeting, false).await;
     native_settled(&call, 1, None).await;
 
     let mut steps = Steps::start(
@@ -509,19 +526,7 @@ async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby(
     let meeting: MeetingId = meeting_text.parse().expect("meeting id");
 
     // IVAN creates the group from the office
-    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
-    let mut ivan = native::Client::new(&base, Some(&pem)).expect("client");
-    ivan.sign_in("ivan", password).await.expect("sign in");
-    let device = ivan.register_device("laptop").await.expect("device");
-    let org = ivan.organisation().await.expect("organisation");
-    let answer = ivan.join(&meeting, &device).await.expect("join");
-    let native::JoinAnswer::Admitted { ticket } = answer else {
-        panic!("not admitted: {answer:?}");
-    };
-    let ivan_call = ivan
-        .connect(&meeting, &device, &org, ticket)
-        .await
-        .expect("connect");
+    let ivan_call = native_enter(&server, &base, "ivan", &meeting, false).await;
     native_settled(&ivan_call, 1, None).await;
 
     let mut steps = Steps::start(
@@ -555,17 +560,7 @@ async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby(
     );
 
     // MAX asks from [::1]: the lobby
-    let mut max = native::Client::new(&server.v6, Some(&pem)).expect("client");
-    max.sign_in("max", password).await.expect("sign in");
-    let device = max.register_device("travel laptop").await.expect("device");
-    let answer = max.join(&meeting, &device).await.expect("join");
-    let native::JoinAnswer::Lobby { ticket, .. } = answer else {
-        panic!("expected the lobby: {answer:?}");
-    };
-    let max_call = max
-        .connect(&meeting, &device, &org, ticket)
-        .await
-        .expect("connect");
+    let max_call = native_enter(&server, &server.v6, "max", &meeting, true).await;
     assert!(
         max_call
             .wait_for(Duration::from_secs(60), |s| s
@@ -622,19 +617,7 @@ async fn a_browser_starts_the_call_and_a_second_browser_waits_in_the_lobby_for_t
 
     // alone, the browser created the group; the host joins it through the browser's commit
     steps.reached("started").await;
-    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
-    let mut olga = native::Client::new(&base, Some(&pem)).expect("client");
-    olga.sign_in("olga", password).await.expect("sign in");
-    let device = olga.register_device("laptop").await.expect("device");
-    let org = olga.organisation().await.expect("organisation");
-    let answer = olga.join(&meeting, &device).await.expect("join");
-    let native::JoinAnswer::Admitted { ticket } = answer else {
-        panic!("not admitted: {answer:?}");
-    };
-    let call = olga
-        .connect(&meeting, &device, &org, ticket)
-        .await
-        .expect("connect");
+    let call = native_enter(&server, &base, "olga", &meeting, false).await;
     let code = native_settled(&call, 2, None).await;
     steps.go_with(&code);
 
