@@ -241,10 +241,15 @@ async fn devices(client: &Client, base: &str) -> Vec<Value> {
     a.json().as_array().expect("a list").clone()
 }
 
-async fn audit_length(admin: &Client, base: &str) -> usize {
+/// The audit log's entries as the admin reads them.
+async fn audit(admin: &Client, base: &str) -> Value {
     let a = admin.get(&format!("{base}/api/audit?limit=1000")).await;
     assert_eq!(a.status, 200, "{:?}", a.json());
-    a.json().as_array().expect("a list").len()
+    a.json()
+}
+
+async fn audit_length(admin: &Client, base: &str) -> usize {
+    audit(admin, base).await.as_array().expect("a list").len()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -495,9 +500,7 @@ async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
     steps.finish().await;
 
     // the server recorded the browser's join and leave
-    let a = admin.get(&format!("{base}/api/audit?limit=1000")).await;
-    assert_eq!(a.status, 200, "{:?}", a.json());
-    let text = a.json().to_string();
+    let text = audit(&admin, &base).await.to_string();
     assert!(
         text.contains("call.enter") && text.contains("call.leave"),
         "{text}"
@@ -579,9 +582,7 @@ async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby(
     assert_eq!(native_settled(&ivan_call, 3, None).await, code);
     steps.go_with(&code);
     steps.finish().await;
-    let a = admin.get(&format!("{base}/api/audit?limit=1000")).await;
-    assert_eq!(a.status, 200, "{:?}", a.json());
-    let text = a.json().to_string();
+    let text = audit(&admin, &base).await.to_string();
     assert!(
         text.contains("call.admit") && text.contains("call.lock"),
         "{text}"
