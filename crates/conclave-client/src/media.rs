@@ -43,10 +43,12 @@
 //! # fn signal(_: &str) -> String { unimplemented!() }
 //! # fn recv() -> (SocketAddr, Vec<u8>) { unimplemented!() }
 //! # fn send(_: SocketAddr, _: &[u8]) {}
-//! let local: SocketAddr = "127.0.0.1:40000".parse()?;
-//! let mut media = Media::new(local, Instant::now())?;
+//! let mut media = Media::new(Instant::now());
 //! let answer = signal(&media.offer()?); // over the WebSocket, to the SFU and back
-//! media.accept_answer(&answer)?;
+//! let sfu = media.accept_answer(&answer)?;
+//! // bind the UDP socket on the address that routes to `sfu[0]`, then:
+//! let local: SocketAddr = "127.0.0.1:40000".parse()?;
+//! media.add_local_address(local)?;
 //! loop {
 //!     let deadline = loop {
 //!         match media.poll_output() {
@@ -353,7 +355,7 @@ impl Default for Slots {
 /// The media connection of one participant. See the module documentation.
 pub struct Media {
     rtc: Rtc,
-    local_addr: SocketAddr,
+    local_addr: Option<SocketAddr>,
     crypto: FrameCrypto,
     /// Our own sending m-lines, once offered.
     audio: Option<Mid>,
@@ -387,22 +389,16 @@ impl fmt::Debug for Media {
 }
 
 impl Media {
-    /// A media connection whose UDP socket is bound to `local_addr`, the single ICE host
-    /// candidate it offers. `now` is the driver's clock at start.
-    ///
-    /// # Errors
-    /// [`MediaError::BadLocalAddress`] if `local_addr` cannot be an ICE candidate.
-    pub fn new(local_addr: SocketAddr, now: Instant) -> Result<Media, MediaError> {
-        let mut rtc = Rtc::builder()
+    /// A media connection with no address yet (see [`Media::add_local_address`]). `now` is
+    /// the driver's clock at start.
+    pub fn new(now: Instant) -> Media {
+        let rtc = Rtc::builder()
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
             .set_ice_lite(false)
             .build(now);
-        let candidate = Candidate::host(local_addr, "udp")
-            .map_err(|e| MediaError::BadLocalAddress(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
-        Ok(Media {
+        Media {
             rtc,
-            local_addr,
+            local_addr: None,
             crypto: FrameCrypto::new(FrameConfig::default()),
             audio: None,
             video: None,
@@ -416,11 +412,36 @@ impl Media {
             events: VecDeque::new(),
             stats: MediaStats::default(),
             audio_level: DEFAULT_AUDIO_LEVEL_DBOV,
-        })
+        }
     }
 
-    /// The address given to [`Media::new`].
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The address our UDP socket is bound to: our one ICE host candidate. Given before the
+    /// offer, it is in the offer; given after the answer (bound on the address that routes to
+    /// the SFU, which the answer names), ICE starts with it. The SFU is ICE-lite and learns
+    /// our address from our connectivity checks either way.
+    ///
+    /// # Errors
+    /// [`MediaError::BadLocalAddress`] if `addr` cannot be an ICE candidate or an address
+    /// was given already.
+    pub fn add_local_address(&mut self, addr: SocketAddr) -> Result<(), MediaError> {
+        if self.local_addr.is_some() {
+            return Err(MediaError::BadLocalAddress(format!(
+                "{addr}: the media connection has its address already"
+            )));
+        }
+        let candidate =
+            Candidate::host(addr, "udp").map_err(|e| MediaError::BadLocalAddress(e.to_string()))?;
+        if self.rtc.add_local_candidate(candidate).is_none() {
+            return Err(MediaError::BadLocalAddress(format!(
+                "{addr} is not usable as an ICE candidate"
+            )));
+        }
+        self.local_addr = Some(addr);
+        Ok(())
+    }
+
+    /// The address given to [`Media::add_local_address`].
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
     }
 
@@ -492,25 +513,41 @@ impl Media {
         Ok(offer.to_sdp_string())
     }
 
-    /// The SFU's answer to [`Media::offer`].
+    /// The SFU's answer to [`Media::offer`]. Returns the SFU's addresses (its ICE
+    /// candidates, in the answer's order), so the driver can bind its socket on an address
+    /// that reaches them.
     ///
     /// # Errors
     /// [`MediaError::NoOfferOutstanding`] if nothing was offered (or it was answered already),
-    /// [`MediaError::BadSdp`] if the answer cannot be parsed or applied (the offer then stays
-    /// outstanding).
-    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
+    /// [`MediaError::BadSdp`] if the answer cannot be parsed or applied, or names no address
+    /// (the offer then stays outstanding).
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<Vec<SocketAddr>, MediaError> {
         if self.pending.is_none() {
             return Err(MediaError::NoOfferOutstanding);
         }
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        let mut sfu: Vec<SocketAddr> = Vec::new();
+        let candidates = answer
+            .session
+            .ice_candidates()
+            .chain(answer.media_lines.iter().flat_map(|m| m.ice_candidates()));
+        for addr in candidates.map(Candidate::addr) {
+            if !sfu.contains(&addr) {
+                sfu.push(addr);
+            }
+        }
+        if sfu.is_empty() {
+            return Err(MediaError::BadSdp("the answer names no address".into()));
+        }
         let Some(pending) = self.pending.take() else {
             return Err(MediaError::NoOfferOutstanding);
         };
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
-            .map_err(|e| MediaError::BadSdp(e.to_string()))
+            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        Ok(sfu)
     }
 
     /// Installs a new MLS epoch's SFrame keys (from

@@ -1,6 +1,7 @@
 //! The network driver of the native participant: the HTTP API (sign in, device, join) and
 //! the call's WebSocket, moving [`Participant`]'s messages.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -796,15 +797,42 @@ impl Call {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The local address the signalling connection uses: media binds to the same interface.
-fn local_ip(socket: &Socket) -> std::net::IpAddr {
-    let tcp = match socket.get_ref() {
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => Some(tcp),
-        tokio_tungstenite::MaybeTlsStream::Rustls(tls) => Some(tls.get_ref().0),
-        _ => None,
+/// Takes the SFU's answer and binds the media socket on the local address that reaches the
+/// SFU (signalling may run over another address family than media).
+async fn answered(
+    shared: &Mutex<CallState>,
+    sdp: &str,
+) -> Result<Option<tokio::net::UdpSocket>, String> {
+    let accepted = {
+        let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+        state.media.as_mut().map(|m| m.accept_answer(sdp))
     };
-    tcp.and_then(|tcp| tcp.local_addr().ok())
-        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip())
+    let Some(sfu) = accepted.transpose().map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let socket = bind_towards(sfu[0])
+        .await
+        .map_err(|e| format!("binding towards {}: {e}", sfu[0]))?;
+    let local = socket.local_addr().map_err(|e| e.to_string())?;
+    let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(media) = state.media.as_mut() {
+        media.add_local_address(local).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(socket))
+}
+
+/// A UDP socket on the local address that routes to `sfu`: the source address the kernel
+/// picks for a datagram to it, read from a connected probe socket (which sends nothing).
+async fn bind_towards(sfu: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    let any: std::net::IpAddr = if sfu.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    let probe = tokio::net::UdpSocket::bind((any, 0)).await?;
+    probe.connect(sfu).await?;
+    let local = probe.local_addr()?.ip();
+    tokio::net::UdpSocket::bind((local, 0)).await
 }
 
 /// What a participant received over media, checked against the bundled samples every
@@ -927,15 +955,9 @@ async fn run(
     mut commands: mpsc::Receiver<Command>,
     options: MediaOptions,
 ) {
-    let ip = local_ip(&socket);
     let (mut sink, mut stream) = socket.split();
-    let udp = match tokio::net::UdpSocket::bind((ip, 0)).await {
-        Ok(udp) => Some(udp),
-        Err(e) => {
-            tracing::warn!(error = %e, "no media socket; signalling only");
-            None
-        }
-    };
+    // bound once the SFU's answer says where media goes
+    let mut udp: Option<tokio::net::UdpSocket> = None;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
     let mut pace = tokio::time::interval(Duration::from_millis(10));
     let mut pacer = Pacer::new(options);
@@ -1020,37 +1042,31 @@ async fn run(
                 Vec::new()
             }
         };
-        // media: start once in the group, follow the epochs, take the SFU's answer
+        if let Some(ServerMessage::MediaAnswer { sdp }) = &incoming {
+            match answered(&shared, sdp).await {
+                Ok(socket) => udp = socket.or(udp),
+                Err(e) => tracing::warn!(error = %e, "no media; signalling only"),
+            }
+        }
+        // media: start once in the group, follow the epochs
         let mut datagrams = Vec::new();
         {
             let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
             let state = &mut *state;
-            if let (Some(udp), None, Some(keys)) =
-                (&udp, &state.media, state.participant.key_material())
-            {
-                let started = udp
-                    .local_addr()
-                    .ok()
-                    .and_then(|local| crate::media::Media::new(local, Instant::now()).ok());
-                if let Some(mut media) = started {
-                    media.set_audio_level(options.audio_level);
-                    let _ = media.set_keys(keys, Instant::now());
-                    let rids: Vec<&str> = pacer.video.iter().filter_map(|(rid, _)| *rid).collect();
-                    if let Ok(sdp) = media.offer_simulcast(&rids, options.slots) {
-                        outgoing.push(ClientMessage::MediaOffer { sdp });
-                    }
-                    state.media = Some(media);
+            if let (None, Some(keys)) = (&state.media, state.participant.key_material()) {
+                let mut media = crate::media::Media::new(Instant::now());
+                media.set_audio_level(options.audio_level);
+                let _ = media.set_keys(keys, Instant::now());
+                let rids: Vec<&str> = pacer.video.iter().filter_map(|(rid, _)| *rid).collect();
+                if let Ok(sdp) = media.offer_simulcast(&rids, options.slots) {
+                    outgoing.push(ClientMessage::MediaOffer { sdp });
                 }
+                state.media = Some(media);
             }
             if let Some(media) = state.media.as_mut() {
                 if let Some(keys) = state.participant.key_material() {
                     if media.epoch() != Some(keys.epoch) {
                         let _ = media.set_keys(keys, Instant::now());
-                    }
-                }
-                if let Some(ServerMessage::MediaAnswer { sdp }) = incoming {
-                    if let Err(e) = media.accept_answer(&sdp) {
-                        tracing::warn!(error = %e, "SFU answer refused");
                     }
                 }
                 let deadline = loop {

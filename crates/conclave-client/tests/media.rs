@@ -199,7 +199,8 @@ impl Net {
     fn join(&mut self, leaf: u32, members: &[u32]) {
         let addr: SocketAddr = format!("10.0.1.{}:5000", leaf + 1).parse().unwrap();
         let now = self.now;
-        let mut media = Media::new(addr, now).unwrap();
+        let mut media = Media::new(now);
+        media.add_local_address(addr).unwrap();
         media.set_epoch(1, &SECRET_1, leaf, members, now).unwrap();
         let offer = media.offer().unwrap();
         self.offers.push(offer.clone());
@@ -688,7 +689,12 @@ fn forged_injected_and_replayed_frames_are_dropped_and_counted() {
 fn misuse_and_bad_input_are_errors_not_panics() {
     let now = Instant::now();
     let addr: SocketAddr = "10.0.1.1:5000".parse().unwrap();
-    let mut media = Media::new(addr, now).unwrap();
+    let mut media = Media::new(now);
+    media.add_local_address(addr).unwrap();
+    assert!(
+        media.add_local_address(addr).is_err(),
+        "one address per connection"
+    );
     assert!(media.accept_answer("v=0").is_err());
     assert!(media.send_audio(now, &[1, 2, 3]).is_err());
     assert!(media.send_video(now, &[0; 20], true).is_err());

@@ -415,6 +415,14 @@ async fn the_lobby_waits_for_the_host() {
             "the roster shows the untrusted network"
         );
     });
+    // signalling over IPv6, the SFU on IPv4: media binds where it reaches the SFU
+    for call in [&olga, &waiting[0]] {
+        assert!(
+            call.wait_for(SETTLE, |s| hears_everyone(s, 5)).await,
+            "{:?}",
+            call.with(|s| s.received.clone())
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
