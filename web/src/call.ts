@@ -1,6 +1,7 @@
-// Taking part in a call from this browser, up to being in the call's MLS group (no media
-// yet): asking the policy to join, the signalling WebSocket (docs/protocol.md, version 2)
-// and the MLS member (the wasm `Member`, the same Rust as the native participant's).
+// Taking part in a call from this browser: asking the policy to join, the signalling
+// WebSocket (docs/protocol.md, version 2), the MLS member (the wasm `Member`, the same Rust
+// as the native participant's) and, once in the group, audio and video (./media.ts) under
+// the member's SFrame keys.
 // No DOM here: pages/call.ts shows a `CallSession`'s state and calls its actions.
 //
 // This follows crates/conclave-client's `Participant`: every server message is counted
@@ -11,6 +12,7 @@
 import * as api from './api';
 import { fromBase64, toBase64, toBase64Url } from './base64';
 import { ensureDevice, refreshCredential, withDeviceSeed, type Device } from './device';
+import { CallMedia } from './media';
 import { loadWasm, type ConclaveWasm } from './wasm';
 
 type Member = InstanceType<ConclaveWasm['Member']>;
@@ -23,6 +25,8 @@ export const PROTOCOL_VERSION = 2;
 export interface JoinRequest {
   readonly answer: api.JoinAnswer;
   readonly device: Device;
+  /** `performance.now()` when the user pressed Join, for the join-to-first-frame figure. */
+  readonly pressedAt?: number;
 }
 
 /**
@@ -257,6 +261,13 @@ export class CallSession {
   refusals: string[] = [];
   /** Why the connection is being re-established, while it is. */
   reconnecting: string | null = null;
+  /** Audio and video, once in the group. */
+  media: CallMedia | null = null;
+  /** Why audio and video could not start, if they could not. */
+  mediaProblem: string | null = null;
+  /** `performance.now()` of Join, and of the first remote video frame shown after it. */
+  readonly pressedAt: number;
+  firstFrameAt: number | null = null;
 
   private member: Member | null = null;
   private device: Device;
@@ -275,6 +286,9 @@ export class CallSession {
   private resuming = false;
   /** Where the seat stood when the connection dropped. */
   private phaseBeforeDrop: Phase = 'joining';
+  /** The current epoch's SFrame keys, for media that starts after they came. */
+  private keys: { epoch: bigint; secret: Uint8Array; ownLeaf: number } | null = null;
+  private mediaStarting = false;
 
   constructor(
     readonly meetingId: string,
@@ -282,6 +296,7 @@ export class CallSession {
     request: JoinRequest,
   ) {
     this.device = request.device;
+    this.pressedAt = request.pressedAt ?? performance.now();
   }
 
   /** Calls `listener` after every change. */
@@ -358,6 +373,7 @@ export class CallSession {
     }
     this.member?.free();
     this.member = null;
+    this.stopMedia();
     this.listeners.clear();
   }
 
@@ -412,6 +428,8 @@ export class CallSession {
     this.members.clear();
     this.epoch = null;
     this.securityCode = null;
+    // a new member is a new seat: its media starts afresh under the new member's keys
+    this.stopMedia();
   }
 
   private keyPackage(): Uint8Array {
@@ -557,6 +575,7 @@ export class CallSession {
     this.closedForGood = true;
     this.member?.free();
     this.member = null;
+    this.stopMedia();
     this.changed();
   }
 
@@ -628,8 +647,13 @@ export class CallSession {
         case 'speaker':
           this.speaker = msg.participant;
           break;
-        case 'pong':
         case 'media_answer':
+          this.media?.answer(msg.sdp).catch((e: unknown) => {
+            this.mediaProblem = `The server's media answer was refused: ${message(e)}`;
+            this.changed();
+          });
+          break;
+        case 'pong':
           break;
       }
     } catch (e) {
@@ -690,6 +714,10 @@ export class CallSession {
       case 'member_removed':
         this.members.delete(event.leaf);
         break;
+      case 'key_material':
+        this.keys = { epoch: event.epoch, secret: event.sframe_epoch_secret, ownLeaf: event.own_leaf };
+        this.installKeys();
+        break;
       case 'application': {
         const sender = this.members.get(event.sender_leaf);
         this.chat.push({
@@ -707,6 +735,57 @@ export class CallSession {
         break;
       default:
         break;
+    }
+  }
+
+  // ---- media -----------------------------------------------------------------------
+
+  /** Hands the current epoch's keys to the media (starting it on the first epoch). */
+  private installKeys(): void {
+    const keys = this.keys;
+    const member = this.member;
+    if (keys === null || member === null) return;
+    if (this.media === null) {
+      void this.startMedia();
+      return;
+    }
+    this.media.setKeys(keys.epoch, keys.secret, keys.ownLeaf, Array.from(member.member_leaves()));
+  }
+
+  private async startMedia(): Promise<void> {
+    if (this.mediaStarting || this.media !== null) return;
+    this.mediaStarting = true;
+    const member = this.member;
+    try {
+      const media = await CallMedia.start(() => this.changed());
+      if (this.closedForGood || this.member !== member) {
+        media.close();
+        return;
+      }
+      this.media = media;
+      this.mediaProblem = null;
+      this.installKeys();
+      const sdp = await media.offer();
+      this.send({ type: 'media_offer', sdp });
+    } catch (e) {
+      this.mediaProblem = `Audio and video could not start: ${message(e)}`;
+    } finally {
+      this.mediaStarting = false;
+      this.changed();
+    }
+  }
+
+  private stopMedia(): void {
+    this.media?.close();
+    this.media = null;
+    this.keys = null;
+  }
+
+  /** The page showed the first remote video frame. */
+  frameShown(): void {
+    if (this.firstFrameAt === null) {
+      this.firstFrameAt = performance.now();
+      this.changed();
     }
   }
 

@@ -21,6 +21,8 @@ const FLAGS = [
   '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream',
   '--allow-loopback-in-peer-connection',
+  // the test's pages play the call's audio without a click on them first
+  '--autoplay-policy=no-user-gesture-required',
 ];
 
 /** What the Rust side put in the environment. */

@@ -10,11 +10,13 @@
 // 2. Another browser profile at [::1]: the preview says lobby; Join shows "Waiting for a
 //    host to let you in" with the reason.                               STEP waiting
 //    browser.rs admits the waiting seat.
-// 3. In the group: three participants, no mismatch.                    STEP in-call
-//    browser.rs answers with the host's code; the page shows the same.
+// 3. In the group: three participants, no mismatch; each page plays the video of both
+//    others (named by their credentials) and hears them.               STEP in-call
+//    browser.rs checks the host opens both browsers' frames and that the SFU forwarded
+//    only ciphertext, and answers with the host's code; the page shows the same.
 
 import { check, env, run } from './browser.mjs';
-import { CODE, LONG, joinFromMeetingPage, otherBrowser, settled, step } from './calls.mjs';
+import { CODE, LONG, joinFromMeetingPage, loudestVoice, otherBrowser, seesVideo, settled, step } from './calls.mjs';
 
 const url = env('CONCLAVE_URL');
 const urlV6 = env('CONCLAVE_URL_V6');
@@ -66,6 +68,19 @@ await run(async (context) => {
       (await page.getByRole('group', { name: 'Host controls' }).isVisible()) === false,
       'no host controls for an invitee',
     );
+    for (const p of [first, page]) {
+      const tiles = await seesVideo(p, 2);
+      const names = tiles.map((t) => t.name).sort();
+      check(
+        JSON.stringify(names) === '["IVAN","OLGA"]',
+        `video from the other browser and the host, named by their credentials: ${JSON.stringify(tiles)}`,
+      );
+      const voice = await loudestVoice(p);
+      check(voice.voices >= 2 && voice.rms > 0.01, `the others are heard: ${JSON.stringify(voice)}`);
+      const failing = await p.locator('.stage__failure').count();
+      check(failing === 0, `every frame opened: ${await p.locator('.stage__failures').innerText()}`);
+    }
+    if (shots) await page.screenshot({ path: `${shots}/call-three.png`, fullPage: true });
     const hostCode = await step('in-call');
     check(CODE.test(hostCode), `browser.rs sent a code: ${hostCode}`);
     await page.waitForFunction(

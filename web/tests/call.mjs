@@ -19,7 +19,7 @@
 // 5. "Leave the call" leads back to the meeting's page.                 STEP left
 
 import { check, env, run } from './browser.mjs';
-import { CODE, LONG, joinFromMeetingPage, settled, step } from './calls.mjs';
+import { CODE, LONG, joinFromMeetingPage, seesVideo, settled, step } from './calls.mjs';
 
 const url = env('CONCLAVE_URL');
 const user = env('CONCLAVE_USER');
@@ -47,6 +47,8 @@ await run(async (context) => {
     (await page.getByRole('group', { name: 'Host controls' }).getByRole('button', { name: 'Lock the call' }).count()) === 1,
     'a host can lock the call',
   );
+  const video = await seesVideo(page, 1);
+  check(video[0].name === 'IVAN', `the native participant's video, named by its credential: ${JSON.stringify(video)}`);
   if (shots) await page.screenshot({ path: `${shots}/call.png`, fullPage: true });
 
   // the native participant's code, as browser.rs read it from its Call

@@ -86,3 +86,64 @@ export async function otherBrowser() {
   other.context.on('page', (p) => p.on('pageerror', (err) => console.error(`page error: ${err.message}`)));
   return other;
 }
+
+/** Waits until the page plays video from `n` others (a tile with a name, frames decoded and a
+ * real size) and returns the tiles: name, leaf, size, frames decoded. */
+export async function seesVideo(page, n) {
+  const tiles = () =>
+    page.evaluate(() =>
+      [...document.querySelectorAll('.tile[data-slot]:not([hidden])')].map((t) => {
+        const v = t.querySelector('video');
+        return {
+          name: t.querySelector('.tile__name')?.textContent ?? '',
+          leaf: t.dataset.leaf ?? '',
+          width: v?.videoWidth ?? 0,
+          height: v?.videoHeight ?? 0,
+          frames: v?.getVideoPlaybackQuality().totalVideoFrames ?? 0,
+        };
+      }),
+    );
+  try {
+    await page.waitForFunction(
+      (n) =>
+        [...document.querySelectorAll('.tile[data-slot]:not([hidden])')].filter((t) => {
+          const v = t.querySelector('video');
+          return v !== null && v.videoWidth > 16 && v.getVideoPlaybackQuality().totalVideoFrames > 5;
+        }).length >= n,
+      n,
+      LONG,
+    );
+  } catch (e) {
+    const stage = await page.evaluate(() => document.querySelector('.stage')?.textContent ?? '');
+    throw new Error(`no video from ${n} others: ${JSON.stringify(await tiles())} ${stage}\n${e}`);
+  }
+  return tiles();
+}
+
+/** The loudest of the page's remote voices over a few seconds, by a WebAudio analyser on the
+ * audio slots that carry someone (headless Chromium reports no audio energy in getStats). */
+export async function loudestVoice(page) {
+  return page.evaluate(async () => {
+    const audios = [...document.querySelectorAll('audio.stage__audio')].filter((a) => a.dataset.leaf);
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const analysers = audios.map((a) => {
+      const analyser = ctx.createAnalyser();
+      ctx.createMediaStreamSource(a.srcObject).connect(analyser);
+      return analyser;
+    });
+    let loudest = 0;
+    const samples = new Float32Array(2048);
+    for (let i = 0; i < 30; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      for (const analyser of analysers) {
+        analyser.getFloatTimeDomainData(samples);
+        let sum = 0;
+        for (const x of samples) sum += x * x;
+        loudest = Math.max(loudest, Math.sqrt(sum / samples.length));
+      }
+    }
+    await ctx.close();
+    return { voices: audios.length, rms: loudest };
+  });
+}

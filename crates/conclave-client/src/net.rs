@@ -843,7 +843,13 @@ pub struct Received {
     pub audio_intact: std::collections::BTreeMap<u32, u64>,
     /// Video frames opened and byte-identical to a sample frame, by sender leaf.
     pub video_intact: std::collections::BTreeMap<u32, u64>,
-    /// Frames that opened but match no sample (would be garbage on screen).
+    /// Audio frames that opened (authenticated under the epoch's keys, whatever they hold),
+    /// by sender leaf: a browser's frames open without matching a sample.
+    pub audio_opened: std::collections::BTreeMap<u32, u64>,
+    /// Video frames that opened, by sender leaf.
+    pub video_opened: std::collections::BTreeMap<u32, u64>,
+    /// Frames that opened but match no sample (garbage on screen if a native participant sent
+    /// them; a browser's own encoder output otherwise).
     pub altered: u64,
     /// When the first remote frame opened intact.
     pub first_frame: Option<Instant>,
@@ -1082,6 +1088,12 @@ async fn run(
                             {
                                 *state.received.video_samples.entry(sample).or_default() += 1;
                             }
+                            let opened = if frame.kind == crate::media::Kind::Audio {
+                                &mut state.received.audio_opened
+                            } else {
+                                &mut state.received.video_opened
+                            };
+                            *opened.entry(frame.sender_leaf).or_default() += 1;
                             let counts = if frame.kind == crate::media::Kind::Audio {
                                 &mut state.received.audio_intact
                             } else {

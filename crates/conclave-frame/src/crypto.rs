@@ -1,5 +1,6 @@
 //! The per-participant frame encryption state: epochs, keys, counters and replay windows.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -355,17 +356,63 @@ impl FrameCrypto {
         }
         self.drop_expired(now_ms);
 
+        let Parsed {
+            prefix,
+            body,
+            leaf,
+            epoch_lsb,
+        } = self.parse(codec, frame)?;
+        let held = self
+            .epochs
+            .iter_mut()
+            .find(|held| held.epoch_lsb == epoch_lsb)
+            .ok_or(FrameError::UnknownEpoch)?;
+        let epoch = held.epoch;
+        let receivers = held.receivers.as_mut().ok_or(FrameError::StaleEpoch)?;
+        let Receiver { key, replay } = receivers
+            .get_mut(&leaf)
+            .ok_or(FrameError::UnknownSender { leaf })?;
+
+        let encrypted = EncryptedFrameView::try_with_meta_data(&body, prefix)
+            .map_err(|_| FrameError::Malformed("truncated SFrame header"))?;
+        let mut plain = Vec::with_capacity(frame.len());
+        encrypted
+            .validated_decrypt_into(&*key, &mut plain, replay)
+            .map_err(|err| match err {
+                SframeError::FrameValidationFailed(_) => FrameError::Replayed,
+                SframeError::DecryptionFailure | SframeError::MissingDecryptionKey { .. } => {
+                    FrameError::Authentication
+                }
+                SframeError::InvalidBuffer(_) => FrameError::Malformed("SFrame buffer too short"),
+                _ => FrameError::Crypto,
+            })?;
+
+        Ok(Opened {
+            sender_leaf: leaf,
+            epoch,
+            frame: plain,
+        })
+    }
+
+    /// The leaf a sealed frame of `codec` claims to come from (its Key ID), without opening
+    /// it: to say whose frames fail to open ("cannot decrypt video from Dana"). Unauthenticated
+    /// by nature; `None` if the frame is not even well formed.
+    pub fn claimed_sender(&self, codec: Codec, frame: &[u8]) -> Option<u32> {
+        self.parse(codec, frame).ok().map(|parsed| parsed.leaf)
+    }
+
+    /// Splits a sealed frame into clear prefix and (unescaped) SFrame part, checks its header
+    /// is canonical and reads the Key ID.
+    fn parse<'a>(&self, codec: Codec, frame: &'a [u8]) -> Result<Parsed<'a>, FrameError> {
         let prefix_len = codec::clear_prefix_len(codec, frame)?;
         let (prefix, rest) = frame.split_at(prefix_len);
-        let unescaped;
-        let body: &[u8] = if codec == Codec::H264 {
-            unescaped = codec::unescape(codec::trailing_zeros(prefix), rest)?;
-            &unescaped
+        let body = if codec == Codec::H264 {
+            Cow::Owned(codec::unescape(codec::trailing_zeros(prefix), rest)?)
         } else {
-            rest
+            Cow::Borrowed(rest)
         };
 
-        let header = SframeHeader::deserialize(body)
+        let header = SframeHeader::deserialize(&body)
             .map_err(|_| FrameError::Malformed("truncated SFrame header"))?;
         // the longest header: config byte, 8-byte KID, 8-byte counter
         let mut canonical = [0u8; 17];
@@ -390,37 +437,20 @@ impl FrameCrypto {
         }
         let leaf = u32::try_from(kid.member_index())
             .map_err(|_| FrameError::Malformed("leaf index out of range"))?;
-        let epoch_lsb = kid.epoch_lsb();
-
-        let held = self
-            .epochs
-            .iter_mut()
-            .find(|held| held.epoch_lsb == epoch_lsb)
-            .ok_or(FrameError::UnknownEpoch)?;
-        let epoch = held.epoch;
-        let receivers = held.receivers.as_mut().ok_or(FrameError::StaleEpoch)?;
-        let Receiver { key, replay } = receivers
-            .get_mut(&leaf)
-            .ok_or(FrameError::UnknownSender { leaf })?;
-
-        let encrypted = EncryptedFrameView::try_with_meta_data(body, prefix)
-            .map_err(|_| FrameError::Malformed("truncated SFrame header"))?;
-        let mut plain = Vec::with_capacity(frame.len());
-        encrypted
-            .validated_decrypt_into(&*key, &mut plain, replay)
-            .map_err(|err| match err {
-                SframeError::FrameValidationFailed(_) => FrameError::Replayed,
-                SframeError::DecryptionFailure | SframeError::MissingDecryptionKey { .. } => {
-                    FrameError::Authentication
-                }
-                SframeError::InvalidBuffer(_) => FrameError::Malformed("SFrame buffer too short"),
-                _ => FrameError::Crypto,
-            })?;
-
-        Ok(Opened {
-            sender_leaf: leaf,
-            epoch,
-            frame: plain,
+        Ok(Parsed {
+            prefix,
+            body,
+            leaf,
+            epoch_lsb: kid.epoch_lsb(),
         })
     }
+}
+
+/// A sealed frame taken apart by [`FrameCrypto::parse`].
+struct Parsed<'a> {
+    prefix: &'a [u8],
+    /// The SFrame header, ciphertext and tag (unescaped for H.264).
+    body: Cow<'a, [u8]>,
+    leaf: u32,
+    epoch_lsb: u64,
 }

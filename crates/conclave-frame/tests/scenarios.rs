@@ -134,6 +134,9 @@ fn non_member_forgery_is_refused() {
         g[0].open(Codec::Vp8, &forged, 1),
         Err(FrameError::Authentication)
     );
+    // whose frames fail can still be told (as the frame claims it, unauthenticated)
+    assert_eq!(g[0].claimed_sender(Codec::Vp8, &forged), Some(1));
+    assert_eq!(g[0].claimed_sender(Codec::Opus, &[1, 2, 3]), None);
 
     // an outsider naming a leaf absent from the epoch
     let mut stranger = FrameCrypto::new(FrameConfig::default());

@@ -457,6 +457,22 @@ async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
         browser_device.to_string(),
         "the browser joined as the device it registered"
     );
+    // the browser's audio and video open with the group's keys here
+    let browser_leaf = call.with(|s| {
+        s.participant
+            .members()
+            .iter()
+            .find(|(_, d)| **d == browser_device)
+            .map(|(leaf, _)| *leaf)
+            .expect("the browser is a member")
+    });
+    let hears_browser = call
+        .wait_for(Duration::from_secs(60), |s| {
+            s.received.audio_opened.get(&browser_leaf) > Some(&20)
+                && s.received.video_opened.get(&browser_leaf) > Some(&20)
+        })
+        .await;
+    assert!(hears_browser, "{:?}", call.with(|s| s.received.clone()));
     steps.go_with(&code);
 
     // the browser's chat arrives intact, from the browser's device (its MLS credential)
@@ -591,7 +607,7 @@ async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_browser_starts_the_call_and_a_second_browser_waits_in_the_lobby_for_the_host() {
-    let server = Server::start();
+    let server = Server::start_tapped();
     let base = server.v4.clone();
     accounts(&server, &[("olga", "organiser"), ("ivan", "member")]).await;
     let password = PASSWORD;
@@ -641,6 +657,97 @@ async fn a_browser_starts_the_call_and_a_second_browser_waits_in_the_lobby_for_t
 
     steps.reached("in-call").await;
     let code = native_settled(&call, 3, None).await;
+    // the host opens both browsers' audio and video with the group's keys
+    let browsers: Vec<u32> = call.with(|s| {
+        let own = s.participant.key_material().map(|k| k.own_leaf);
+        s.participant
+            .members()
+            .keys()
+            .copied()
+            .filter(|leaf| Some(*leaf) != own)
+            .collect()
+    });
+    assert_eq!(browsers.len(), 2);
+    let hears_both = call
+        .wait_for(Duration::from_secs(60), |s| {
+            browsers.iter().all(|leaf| {
+                s.received.audio_opened.get(leaf) > Some(&20)
+                    && s.received.video_opened.get(leaf) > Some(&20)
+            })
+        })
+        .await;
+    assert!(hears_both, "{:?}", call.with(|s| s.received.clone()));
+    browser_frames_are_ciphertext_at_the_sfu(&server, &call, &browsers);
     steps.go_with(&code);
     steps.finish().await;
+}
+
+/// What the SFU forwarded from the browsers (its tap: what a compromised server records)
+/// opens only with the group's keys, and beyond the clear codec header it holds none of the
+/// plaintext.
+fn browser_frames_are_ciphertext_at_the_sfu(
+    server: &Server,
+    call: &native::Call,
+    browsers: &[u32],
+) {
+    use base64::Engine as _;
+    use conclave_frame::{Codec, FrameConfig, FrameCrypto, FrameError};
+    let keys = call.with(|s| s.participant.key_material().cloned().expect("keys"));
+    let mut member = FrameCrypto::new(FrameConfig::default());
+    member
+        .set_epoch(
+            keys.epoch,
+            keys.secret.expose(),
+            keys.own_leaf,
+            &keys.members,
+            0,
+        )
+        .expect("the epoch's keys");
+    let mut outsider = FrameCrypto::new(FrameConfig::default());
+    outsider
+        .set_epoch(keys.epoch, &[0x5a; 16], keys.own_leaf, &keys.members, 0)
+        .expect("a wrong secret");
+    let tap = std::fs::read_to_string(server.tap.as_ref().expect("tapped")).expect("tap file");
+    let (mut opened, mut compared, mut same) = (0, 0usize, 0usize);
+    for line in tap.lines() {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        let frame = base64::engine::general_purpose::STANDARD
+            .decode(v["payload"].as_str().expect("payload"))
+            .expect("base64");
+        let codec = if v["kind"] == "audio" {
+            Codec::Opus
+        } else {
+            Codec::Vp8
+        };
+        let Some(leaf) = member.claimed_sender(codec, &frame) else {
+            continue;
+        };
+        if !browsers.contains(&leaf) {
+            continue;
+        }
+        let Ok(plain) = member.open(codec, &frame, 0) else {
+            // sealed under an earlier epoch
+            continue;
+        };
+        opened += 1;
+        assert_eq!(
+            outsider.open(codec, &frame, 0).map(|_| ()),
+            Err(FrameError::Authentication),
+            "a wrong key opens nothing"
+        );
+        // past the clear prefix (10 bytes at most), no 8 bytes of the plaintext appear
+        let prefix = if codec == Codec::Opus { 0 } else { 10 };
+        let sealed: std::collections::HashSet<&[u8]> =
+            frame.get(prefix..).unwrap_or_default().windows(8).collect();
+        for window in plain.frame.get(prefix..).unwrap_or_default().windows(8) {
+            compared += 1;
+            same += usize::from(sealed.contains(window));
+        }
+    }
+    assert!(opened > 100, "browser frames in the tap: {opened}");
+    assert!(compared > 10_000, "plaintext compared: {compared} windows");
+    assert_eq!(
+        same, 0,
+        "plaintext in the SFU's view: {same} of {compared} windows"
+    );
 }

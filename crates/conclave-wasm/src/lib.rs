@@ -161,6 +161,14 @@ impl FrameCipher {
             frame: opened.frame,
         })
     }
+
+    /// The leaf a sealed frame of `codec` claims to come from (its Key ID),
+    /// without opening it, or `undefined` if it is not a sealed frame: whose
+    /// frames fail to open, for the page to say so. Not authenticated.
+    pub fn claimed_sender(&self, codec_name: &str, frame: &[u8]) -> Option<u32> {
+        self.inner
+            .claimed_sender(Codec::from_name(codec_name), frame)
+    }
 }
 
 /// A frame [`FrameCipher::open`] recovered, with the leaf and epoch its key

@@ -1,7 +1,6 @@
-// /meetings/{id}/call: this browser in a meeting's call, up to the end-to-end encrypted
-// group (media comes next). It runs a `CallSession` (../call.ts) and shows: where the join
-// stands (lobby, joining, reconnecting, ended, in words), the security code everyone
-// compares, the roster checked against the MLS group, chat, and the host's controls
+// /meetings/{id}/call: this browser in a meeting's call. It runs a `CallSession` (../call.ts)
+// and shows: where the join stands (lobby, joining, reconnecting, ended, in words), audio and
+// video (./call-stage.ts), the security code everyone compares, the roster checked against the MLS group, chat, and the host's controls
 // (lobby, remove, lock). The meeting page's Join button hands its join answer over; opened
 // directly (a reload), the page asks to join itself.
 
@@ -11,6 +10,8 @@ import { askToJoin, CallSession, takeHandoff, type JoinRequest, type RosterEntry
 import { DeviceGone } from '../device';
 import { h, replaceChildren, sentence, srOnly, uid } from '../dom';
 import { capitalise } from '../format';
+import { transformSupport, UNSUPPORTED } from '../media';
+import { stageView } from './call-stage';
 
 const timeOfDay = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
@@ -53,6 +54,16 @@ export async function callPage(ctx: PageContext): Promise<void> {
         h('p', { class: 'call__refused' }, 'You cannot join this call from here:'),
         h('ul', null, answer.reasons.map((r) => h('li', { 'data-code': r.code }, sentence(r.message)))),
       ),
+      h('p', null, h('a', { href: `/meetings/${id}` }, 'Back to the meeting')),
+    );
+    return;
+  }
+
+  // No encrypted media, no call: refuse before the server adds this browser to the group.
+  if (transformSupport() === null) {
+    ctx.main.append(
+      h('h1', null, meeting.title),
+      h('p', { class: 'notice notice--error call__unsupported', role: 'alert' }, UNSUPPORTED),
       h('p', null, h('a', { href: `/meetings/${id}` }, 'Back to the meeting')),
     );
     return;
@@ -178,6 +189,7 @@ function callView(meeting: api.MeetingInfo, session: CallSession): { element: HT
   );
 
   const problems = h('div', { class: 'call__problems' });
+  const stage = stageView(session);
 
   const leaveButton = h('button', { type: 'button', class: 'button button--danger' }, 'Leave the call');
   leaveButton.addEventListener('click', () => {
@@ -200,7 +212,7 @@ function callView(meeting: api.MeetingInfo, session: CallSession): { element: HT
     h(
       'div',
       { class: 'meeting-layout' },
-      h('div', { class: 'meeting-layout__main' }, codePanel, lobbyPanel, rosterPanel, problems),
+      h('div', { class: 'meeting-layout__main' }, stage.element, codePanel, lobbyPanel, rosterPanel, problems),
       h('div', { class: 'meeting-layout__side' }, chatPanel, alertsPanel),
     ),
   );
@@ -229,7 +241,7 @@ function callView(meeting: api.MeetingInfo, session: CallSession): { element: HT
         stateText = [h('p', null, 'Joining the call’s end-to-end encrypted group…')];
         break;
       case 'in_call':
-        stateText = [h('p', null, 'You are in the call. Audio and video are not available in the browser yet.')];
+        stateText = [h('p', null, 'You are in the call.')];
         break;
       case 'reconnecting':
         stateText = [h('p', null, session.reconnecting ?? 'Reconnecting…')];
@@ -260,6 +272,7 @@ function callView(meeting: api.MeetingInfo, session: CallSession): { element: HT
       leaveButton.hidden = true;
     }
     const ended = phase === 'ended';
+    stage.update();
     chatInput.disabled = chatSend.disabled = phase !== 'in_call';
 
     // the security code

@@ -9,6 +9,7 @@
 import * as api from '../api';
 import { navigate } from '../app';
 import { askToJoin, handOver } from '../call';
+import { chosenDevices } from '../media';
 import { DeviceGone, ensureDevice, refreshCredential, registerAgain, type Device } from '../device';
 import { append, h, replaceChildren, sentence, uid } from '../dom';
 import { capitalise } from '../format';
@@ -111,8 +112,9 @@ function joinCheck(meeting: api.MeetingInfo, userId: string): { element: HTMLEle
     join.disabled = true;
     replaceChildren(verdict, h('p', { class: 'loading' }, 'Asking to join…'));
     verdict.className = 'prejoin__verdict';
+    const pressedAt = performance.now();
     try {
-      const request = await askToJoin(meeting.id, userId);
+      const request = { ...(await askToJoin(meeting.id, userId)), pressedAt };
       const { answer } = request;
       if ((answer.outcome === 'admit' || answer.outcome === 'lobby') && answer.ticket !== null) {
         handOver(meeting.id, request);
@@ -333,8 +335,19 @@ function mediaPreview(): { element: HTMLElement; start(panel: HTMLElement): Prom
     fill(microphone, devices.filter((d) => d.kind === 'audioinput'), inUse('audio'), 'Microphone');
   };
 
-  camera.addEventListener('change', () => void open());
-  microphone.addEventListener('change', () => void open());
+  // the call opens what was picked here
+  const choose = (): void => {
+    chosenDevices.camera = camera.value;
+    chosenDevices.microphone = microphone.value;
+  };
+  camera.addEventListener('change', () => {
+    choose();
+    void open();
+  });
+  microphone.addEventListener('change', () => {
+    choose();
+    void open();
+  });
 
   return {
     element,
