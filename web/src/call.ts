@@ -288,7 +288,10 @@ export class CallSession {
   private phaseBeforeDrop: Phase = 'joining';
   /** The current epoch's SFrame keys, for media that starts after they came. */
   private keys: { epoch: bigint; secret: Uint8Array; ownLeaf: number } | null = null;
-  private mediaStarting = false;
+  /** Camera, microphone and the offer, prepared while the seat joins the group. */
+  private preparing: Promise<{ media: CallMedia; sdp: string }> | null = null;
+  /** The offer, until it is sent (once in the group: the server takes none before). */
+  private offer: string | null = null;
 
   constructor(
     readonly meetingId: string,
@@ -310,6 +313,7 @@ export class CallSession {
     try {
       await this.newMember();
       this.open({ type: 'hello', version: PROTOCOL_VERSION, ticket, key_package: toBase64(this.keyPackage()) });
+      this.prepareMedia();
     } catch (e) {
       this.end({ code: 0, text: `This browser could not start its part of the call: ${message(e)}`, left: false, canRejoin: true });
     }
@@ -554,6 +558,7 @@ export class CallSession {
       this.roster = [];
       await this.newMember();
       this.open({ type: 'hello', version: PROTOCOL_VERSION, ticket: answer.ticket, key_package: toBase64(this.keyPackage()) });
+      this.prepareMedia();
     } catch (e) {
       if (e instanceof api.SessionEnded) {
         this.destroy();
@@ -740,44 +745,65 @@ export class CallSession {
 
   // ---- media -----------------------------------------------------------------------
 
-  /** Hands the current epoch's keys to the media (starting it on the first epoch). */
+  /** Hands the current epoch's keys to the media, and the offer to the SFU once there are
+   * keys (the server takes media only from members of the group). */
   private installKeys(): void {
     const keys = this.keys;
     const member = this.member;
     if (keys === null || member === null) return;
     if (this.media === null) {
-      void this.startMedia();
+      this.prepareMedia();
       return;
     }
     this.media.setKeys(keys.epoch, keys.secret, keys.ownLeaf, Array.from(member.member_leaves()));
+    if (this.offer !== null) {
+      this.send({ type: 'media_offer', sdp: this.offer });
+      this.offer = null;
+    }
   }
 
-  private async startMedia(): Promise<void> {
-    if (this.mediaStarting || this.media !== null) return;
-    this.mediaStarting = true;
-    const member = this.member;
-    try {
+  /** Opens camera and microphone and makes the offer, in parallel with joining the group
+   * (the camera alone can take a few hundred milliseconds to start). */
+  private prepareMedia(): void {
+    if (this.preparing !== null || this.media !== null) return;
+    const preparing = (async () => {
       const media = await CallMedia.start(() => this.changed());
-      if (this.closedForGood || this.member !== member) {
+      try {
+        return { media, sdp: await media.offer() };
+      } catch (e) {
         media.close();
-        return;
+        throw e;
       }
-      this.media = media;
-      this.mediaProblem = null;
-      this.installKeys();
-      const sdp = await media.offer();
-      this.send({ type: 'media_offer', sdp });
-    } catch (e) {
-      this.mediaProblem = `Audio and video could not start: ${message(e)}`;
-    } finally {
-      this.mediaStarting = false;
-      this.changed();
-    }
+    })();
+    this.preparing = preparing;
+    preparing.then(
+      ({ media, sdp }) => {
+        if (this.preparing !== preparing || this.closedForGood) {
+          media.close();
+          return;
+        }
+        this.preparing = null;
+        this.media = media;
+        this.offer = sdp;
+        this.mediaProblem = null;
+        this.installKeys();
+        this.changed();
+      },
+      (e: unknown) => {
+        if (this.preparing !== preparing) return;
+        this.preparing = null;
+        this.mediaProblem = `Audio and video could not start: ${message(e)}`;
+        this.changed();
+      },
+    );
   }
 
   private stopMedia(): void {
     this.media?.close();
     this.media = null;
+    // a preparation under way is for a seat that is gone: it closes what it opened
+    this.preparing = null;
+    this.offer = null;
     this.keys = null;
   }
 

@@ -10,6 +10,12 @@ export interface TransformOptions {
   slot: number;
 }
 
+/** Who a slot's frames come from: the Key ID's leaf, and whether from their screen. */
+export interface SlotSender {
+  leaf: number;
+  screen: boolean;
+}
+
 /** Frames a slot could not open since the last report. */
 export interface Failures {
   kind: 'audio' | 'video';
@@ -21,19 +27,24 @@ export interface Failures {
   reason: string;
 }
 
+/** Frames of one kind through one direction, and the time spent on them in the cipher. */
+export interface Work {
+  frames: number;
+  /** The median frame's time in the cipher, in microseconds (the median, because a thread
+   * preempted in the middle of one frame would otherwise dominate a mean). */
+  micros: number;
+}
+
 /** What the worker did in the last second. */
 export interface TransformStats {
-  sealed: number;
-  /** Time spent sealing, summed, in microseconds. */
-  sealMicros: number;
+  sealed: { audio: Work; video: Work };
+  opened: { audio: Work; video: Work };
   /** Outgoing frames dropped because they could not be sealed (no keys yet). */
   unsealed: number;
-  opened: number;
-  openMicros: number;
   /** By slot ("video:3"). */
   failed: Record<string, Failures>;
-  /** The leaf each slot opened frames from (by slot, as `failed`). */
-  active: Record<string, number>;
+  /** Whose frames each slot opened (by slot, as `failed`). */
+  active: Record<string, SlotSender>;
 }
 
 export type ToWorker =
@@ -46,6 +57,6 @@ export type ToWorker =
     };
 
 export type FromWorker =
-  | { type: 'slot'; kind: 'audio' | 'video'; slot: number; leaf: number }
+  | { type: 'slot'; kind: 'audio' | 'video'; slot: number; sender: SlotSender }
   | { type: 'stats'; stats: TransformStats }
   | { type: 'problem'; text: string };

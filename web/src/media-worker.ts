@@ -11,7 +11,7 @@
 //   message.
 // Either way one cipher seals all of this member's tracks, so SFrame counters never repeat.
 
-import type { FromWorker, ToWorker, TransformOptions, TransformStats } from './media-protocol';
+import type { FromWorker, SlotSender, ToWorker, TransformOptions, TransformStats } from './media-protocol';
 import { loadWasm, type ConclaveWasm } from './wasm';
 
 type FrameCipher = InstanceType<ConclaveWasm['FrameCipher']>;
@@ -43,18 +43,31 @@ const ready: Promise<void> = loadWasm().then((wasm) => {
   cipher = new wasm.FrameCipher(2000);
 });
 
-/** Per receiving slot: whose frames it carries now (the Key ID's leaf, once one opened). */
-const slotLeaf = new Map<string, number>();
+/** Per receiving slot: whose frames it carries now (the Key ID's leaf and source, once one
+ * opened). */
+const slotSender = new Map<string, SlotSender>();
 
-const stats: TransformStats = {
-  sealed: 0,
-  sealMicros: 0,
+/** The sending transform of the screen (`TransformOptions.slot`). */
+const SCREEN = 1;
+
+const fresh = (): TransformStats => ({
+  sealed: { audio: { frames: 0, micros: 0 }, video: { frames: 0, micros: 0 } },
+  opened: { audio: { frames: 0, micros: 0 }, video: { frames: 0, micros: 0 } },
   unsealed: 0,
-  opened: 0,
-  openMicros: 0,
   failed: {},
   active: {},
-};
+});
+let stats = fresh();
+/** This second's per-frame times, by direction and kind ("sealed audio"). */
+let times = new Map<string, number[]>();
+
+function timed(direction: 'sealed' | 'opened', kind: 'audio' | 'video', started: number): void {
+  stats[direction][kind].frames += 1;
+  const key = `${direction} ${kind}`;
+  const list = times.get(key) ?? [];
+  list.push((performance.now() - started) * 1000);
+  times.set(key, list);
+}
 
 function slotKey(o: TransformOptions): string {
   return `${o.kind}:${o.slot}`;
@@ -75,15 +88,17 @@ function seal(frame: EncodedFrame, options: TransformOptions, out: TransformStre
   }
   const started = performance.now();
   try {
-    const sealed = cipher.seal(codecOf(frame, options.kind), new Uint8Array(frame.data));
+    const codec = codecOf(frame, options.kind);
+    const data = new Uint8Array(frame.data);
+    // the screen is a stream of its own (its own key and counter); receivers learn which
+    const sealed = options.slot === SCREEN ? cipher.seal_screen(codec, data) : cipher.seal(codec, data);
     frame.data = sealed.buffer as ArrayBuffer;
   } catch {
     // too short for its codec's clear prefix, or no key: never send it in the clear
     stats.unsealed += 1;
     return;
   }
-  stats.sealMicros += (performance.now() - started) * 1000;
-  stats.sealed += 1;
+  timed('sealed', options.kind, started);
   out.enqueue(frame);
 }
 
@@ -102,15 +117,15 @@ function open(frame: EncodedFrame, options: TransformOptions, out: TransformStre
     fail(key, options, claimed ?? null, e instanceof Error ? e.message : String(e));
     return;
   }
-  const leaf = opened.sender_leaf;
+  const sender: SlotSender = { leaf: opened.sender_leaf, screen: opened.screen };
   frame.data = opened.frame.buffer as ArrayBuffer;
   opened.free();
-  stats.openMicros += (performance.now() - started) * 1000;
-  stats.opened += 1;
-  stats.active[key] = leaf;
-  if (slotLeaf.get(key) !== leaf) {
-    slotLeaf.set(key, leaf);
-    scope.postMessage({ type: 'slot', kind: options.kind, slot: options.slot, leaf });
+  timed('opened', options.kind, started);
+  stats.active[key] = sender;
+  const before = slotSender.get(key);
+  if (before?.leaf !== sender.leaf || before.screen !== sender.screen) {
+    slotSender.set(key, sender);
+    scope.postMessage({ type: 'slot', kind: options.kind, slot: options.slot, sender });
   }
   out.enqueue(frame);
 }
@@ -166,8 +181,13 @@ scope.onmessage = (event) => {
 
 // Once a second: what happened since the last report.
 setInterval(() => {
-  scope.postMessage({ type: 'stats', stats: { ...stats, failed: { ...stats.failed }, active: { ...stats.active } } });
-  stats.sealed = stats.sealMicros = stats.unsealed = stats.opened = stats.openMicros = 0;
-  stats.failed = {};
-  stats.active = {};
+  for (const direction of ['sealed', 'opened'] as const) {
+    for (const kind of ['audio', 'video'] as const) {
+      const list = (times.get(`${direction} ${kind}`) ?? []).sort((a, b) => a - b);
+      stats[direction][kind].micros = list[Math.floor(list.length / 2)] ?? 0;
+    }
+  }
+  scope.postMessage({ type: 'stats', stats });
+  stats = fresh();
+  times = new Map();
 }, 1000);

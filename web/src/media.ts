@@ -43,6 +43,8 @@ export interface Slot {
   stream: MediaStream;
   /** Whose frames the slot carries (the leaf that sealed the last frame that opened). */
   leaf: number | null;
+  /** Whether those are the frames of their shared screen. */
+  screen: boolean;
   /** `performance.now()` of the last second in which frames opened on it. */
   activeAt: number;
 }
@@ -118,7 +120,7 @@ export class CallMedia {
         const t = this.pc.addTransceiver(kind, { direction: 'recvonly' });
         this.preferCodecs(t, kind);
         this.attach(t.receiver, { side: 'recv', kind, slot: index });
-        this.slots.push({ kind, index, stream: new MediaStream([t.receiver.track]), leaf: null, activeAt: 0 });
+        this.slots.push({ kind, index, stream: new MediaStream([t.receiver.track]), leaf: null, screen: false, activeAt: 0 });
       }
     }
   }
@@ -304,7 +306,8 @@ export class CallMedia {
       case 'slot': {
         const slot = this.slotOf(message.kind, message.slot);
         if (slot !== undefined) {
-          slot.leaf = message.leaf;
+          slot.leaf = message.sender.leaf;
+          slot.screen = message.sender.screen;
           slot.activeAt = performance.now();
         }
         break;
@@ -312,11 +315,12 @@ export class CallMedia {
       case 'stats': {
         this.stats = message.stats;
         const now = performance.now();
-        for (const [key, leaf] of Object.entries(message.stats.active)) {
+        for (const [key, sender] of Object.entries(message.stats.active)) {
           const [kind, index] = key.split(':');
           const slot = this.slotOf(kind === 'audio' ? 'audio' : 'video', Number(index));
           if (slot !== undefined) {
-            slot.leaf = leaf;
+            slot.leaf = sender.leaf;
+            slot.screen = sender.screen;
             slot.activeAt = now;
           }
         }

@@ -11,7 +11,9 @@
 //    host to let you in" with the reason.                               STEP waiting
 //    browser.rs admits the waiting seat.
 // 3. In the group: three participants, no mismatch; each page plays the video of both
-//    others (named by their credentials) and hears them.               STEP in-call
+//    others (named by their credentials) and hears them; a screen shared from the second
+//    browser shows on the first as that participant's screen, and goes when stopped.
+//                                                                       STEP in-call
 //    browser.rs checks the host opens both browsers' frames and that the SFU forwarded
 //    only ciphertext, and answers with the host's code; the page shows the same.
 
@@ -80,7 +82,17 @@ await run(async (context) => {
       const failing = await p.locator('.stage__failure').count();
       check(failing === 0, `every frame opened: ${await p.locator('.stage__failures').innerText()}`);
     }
-    if (shots) await page.screenshot({ path: `${shots}/call-three.png`, fullPage: true });
+    // a screen shared from the second browser: a video of its own, named as a screen
+    await page.getByRole('button', { name: 'Share screen' }).click();
+    await page.getByRole('button', { name: 'Stop sharing' }).waitFor();
+    const shared = (await seesVideo(first, 3)).filter((t) => t.screen);
+    check(
+      shared.length === 1 && shared[0].name === 'IVAN’s screen' && shared[0].width >= 640,
+      `the screen is seen as IVAN's screen: ${JSON.stringify(shared)}`,
+    );
+    if (shots) await first.screenshot({ path: `${shots}/call-three.png`, fullPage: true });
+    await page.getByRole('button', { name: 'Stop sharing' }).click();
+    await first.waitForFunction(() => document.querySelector('.tile--screen:not([hidden])') === null, null, LONG);
     const hostCode = await step('in-call');
     check(CODE.test(hostCode), `browser.rs sent a code: ${hostCode}`);
     await page.waitForFunction(

@@ -100,6 +100,7 @@ export async function seesVideo(page, n) {
           width: v?.videoWidth ?? 0,
           height: v?.videoHeight ?? 0,
           frames: v?.getVideoPlaybackQuality().totalVideoFrames ?? 0,
+          screen: t.classList.contains('tile--screen'),
         };
       }),
     );

@@ -11,6 +11,13 @@
 //    verdict names the untrusted network.                                STEP second
 // 4. That device is revoked meanwhile: "Check again" says so, and "Register this browser
 //    again" makes a new device.                                          STEP registered-again
+//    browser.rs has an admin make the new device managed too, and a host (a native
+//    participant on the office network) open the call.
+// 5. Opening the call's address at [::1] is a real join attempt: refused for the untrusted
+//    network alone, reason on screen, no call connection opened.       STEP refused
+//    browser.rs checks the host was alerted and nobody was added to the call.
+// 6. The first browser, on the office network, joins: in the call with the host, the same
+//    security code.                                                     STEP joined
 
 import { createInterface } from 'node:readline';
 import { check, env, launch, run } from './browser.mjs';
@@ -219,7 +226,39 @@ await run(async (context) => {
       'the browser keeps the new device in place of the revoked one',
     );
     await step('registered-again');
+
+    // 5. straight to the call from the untrusted network: refused before anything starts
+    const sockets = [];
+    second.page.on('websocket', (ws) => sockets.push(ws));
+    await second.page.goto(`${urlV6}/meetings/${meetingId}/call`);
+    await second.page.locator('.call__refused').waitFor({ timeout: 60_000 });
+    const refusedFor = await second.page
+      .locator('.notice--error li')
+      .evaluateAll((items) => items.map((li) => ({ code: li.dataset.code, text: li.textContent })));
+    check(
+      JSON.stringify(refusedFor.map((r) => r.code)) === '["untrusted_network_denied"]',
+      `only the network stands in the way: ${JSON.stringify(refusedFor)}`,
+    );
+    check(/untrusted network/.test(refusedFor[0].text), `the reason in words: ${refusedFor[0].text}`);
+    check(sockets.length === 0, 'no call connection was opened');
+    check((await second.page.locator('.stage').count()) === 0, 'no media was started');
+    if (shots) await second.page.screenshot({ path: `${shots}/call-refused.png`, fullPage: true });
+    await step('refused');
   } finally {
     await other.close();
   }
+
+  // 6. from the office, on the managed device: admitted into the host's call
+  await page.getByRole('button', { name: 'Join', exact: true }).click();
+  await page.waitForURL(`**/meetings/${meetingId}/call`);
+  await page.waitForFunction(
+    () =>
+      document.querySelectorAll('.roster__item').length === 2 &&
+      /^\d{5} \d{5} \d{5} \d{5}$/.test(document.querySelector('.call__code')?.textContent ?? ''),
+    null,
+    { timeout: 60_000 },
+  );
+  const code = await page.locator('.call__code').innerText();
+  process.stdout.write(`CODE ${code}\n`);
+  await step('joined');
 });

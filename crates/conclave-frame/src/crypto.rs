@@ -66,12 +66,40 @@ impl Default for FrameConfig {
     }
 }
 
+/// Which of a member's streams a frame belongs to: the Key ID's context (RFC 9605 §5.2 gives
+/// each of a member's senders its own context, so each has its own key and counter). Receivers
+/// learn from it, authenticated, that a video is someone's screen and not their camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Microphone and camera (context 0).
+    Main,
+    /// A shared screen (context 1).
+    Screen,
+}
+
+impl Source {
+    const ALL: [Source; 2] = [Source::Main, Source::Screen];
+
+    fn context(self) -> u64 {
+        match self {
+            Source::Main => 0,
+            Source::Screen => 1,
+        }
+    }
+
+    fn from_context(context: u64) -> Option<Source> {
+        Source::ALL.into_iter().find(|s| s.context() == context)
+    }
+}
+
 /// What [`FrameCrypto::open`] recovered from a sealed frame.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Opened {
     /// MLS leaf index of the member who sealed the frame (authenticated as "holder of the epoch
     /// secret", see the crate docs on what that does and does not prove).
     pub sender_leaf: u32,
+    /// Which of the sender's streams it belongs to (authenticated like the leaf).
+    pub source: Source,
     /// The MLS epoch whose keys opened the frame.
     pub epoch: u64,
     /// The plaintext frame, byte for byte what the sender passed to [`FrameCrypto::seal`].
@@ -82,13 +110,14 @@ impl fmt::Debug for Opened {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Opened")
             .field("sender_leaf", &self.sender_leaf)
+            .field("source", &self.source)
             .field("epoch", &self.epoch)
             .field("frame_len", &self.frame.len())
             .finish()
     }
 }
 
-/// This member's sending key for the current epoch.
+/// This member's sending key for one source in the current epoch.
 struct Sender {
     key: SendKey,
     /// Next SFrame counter; `None` once all counters of the epoch are used.
@@ -105,8 +134,9 @@ struct Receiver {
 struct Epoch {
     epoch: u64,
     epoch_lsb: u64,
-    /// `None` once the grace period ran out and the keys were dropped.
-    receivers: Option<HashMap<u32, Receiver>>,
+    /// By sender leaf and source; `None` once the grace period ran out and the keys were
+    /// dropped.
+    receivers: Option<HashMap<(u32, Source), Receiver>>,
     /// `now_ms` at which the next epoch was installed; `None` for the current epoch.
     retired_at: Option<u64>,
 }
@@ -132,7 +162,8 @@ impl Epoch {
 pub struct FrameCrypto {
     config: FrameConfig,
     bit_range: MlsKeyIdBitRange,
-    sender: Option<Sender>,
+    /// By source, for the current epoch.
+    senders: HashMap<Source, Sender>,
     /// Held epochs, oldest first; the last one is the current epoch.
     epochs: Vec<Epoch>,
 }
@@ -169,7 +200,7 @@ impl FrameCrypto {
         Self {
             bit_range: mls_bit_range(config.epoch_bits),
             config,
-            sender: None,
+            senders: HashMap::new(),
             epochs: Vec::new(),
         }
     }
@@ -184,10 +215,16 @@ impl FrameCrypto {
         self.epochs.last().map(|e| e.epoch)
     }
 
-    /// The SFrame Key ID (RFC 9605 §5.2) that `leaf` uses in `epoch` under this configuration:
-    /// `leaf << E | (epoch mod 2^E)`, context 0.
+    /// The SFrame Key ID (RFC 9605 §5.2) that `leaf` uses in `epoch` under this configuration
+    /// for its [`Source::Main`]: `leaf << E | (epoch mod 2^E)`, context 0.
     pub fn key_id(&self, epoch: u64, leaf: u32) -> u64 {
-        match MlsKeyId::try_new(0u64, epoch, leaf, self.bit_range) {
+        self.source_key_id(epoch, leaf, Source::Main)
+    }
+
+    /// The Key ID of `leaf`'s `source` in `epoch`: [`Self::key_id`] with the source's context
+    /// in the bits above the leaf.
+    pub fn source_key_id(&self, epoch: u64, leaf: u32, source: Source) -> u64 {
+        match MlsKeyId::try_new(source.context(), epoch, leaf, self.bit_range) {
             Ok(kid) => kid.into(),
             // a u32 leaf always fits the 32 index bits, context 0 always fits
             Err(_) => 0,
@@ -241,20 +278,29 @@ impl FrameCrypto {
         let tolerance = Tolerance::try_new(self.config.replay_window)
             .map_err(|_| FrameError::InvalidEpoch("replay window out of range"))?;
 
-        let send_key =
-            SendKey::derive_from(CIPHER_SUITE, self.key_id(epoch, own_leaf), epoch_secret)
+        let mut senders = HashMap::with_capacity(Source::ALL.len());
+        let mut receivers = HashMap::with_capacity(members.len() * Source::ALL.len());
+        for source in Source::ALL {
+            let kid = self.source_key_id(epoch, own_leaf, source);
+            let key = SendKey::derive_from(CIPHER_SUITE, kid, epoch_secret)
                 .map_err(|_| FrameError::Crypto)?;
-
-        let mut receivers = HashMap::with_capacity(members.len());
-        for &leaf in members {
-            if receivers.contains_key(&leaf) {
-                continue;
+            senders.insert(
+                source,
+                Sender {
+                    key,
+                    next_counter: Some(0),
+                },
+            );
+            for &leaf in members {
+                if receivers.contains_key(&(leaf, source)) {
+                    continue;
+                }
+                let kid = self.source_key_id(epoch, leaf, source);
+                let key = ReceiveKey::derive_from(CIPHER_SUITE, kid, epoch_secret)
+                    .map_err(|_| FrameError::Crypto)?;
+                let replay = ReplayAttackProtection::new(kid, tolerance);
+                receivers.insert((leaf, source), Receiver { key, replay });
             }
-            let kid = self.key_id(epoch, leaf);
-            let key = ReceiveKey::derive_from(CIPHER_SUITE, kid, epoch_secret)
-                .map_err(|_| FrameError::Crypto)?;
-            let replay = ReplayAttackProtection::new(kid, tolerance);
-            receivers.insert(leaf, Receiver { key, replay });
         }
 
         let epoch_lsb = self.epoch_lsb(epoch);
@@ -270,10 +316,7 @@ impl FrameCrypto {
             receivers: Some(receivers),
             retired_at: None,
         });
-        self.sender = Some(Sender {
-            key: send_key,
-            next_counter: Some(0),
-        });
+        self.senders = senders;
         self.drop_expired(now_ms);
         Ok(())
     }
@@ -313,7 +356,20 @@ impl FrameCrypto {
     /// the frame is too short for its codec's clear prefix, [`FrameError::CounterExhausted`]
     /// after 2^64 frames in one epoch.
     pub fn seal(&mut self, codec: Codec, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
-        let sender = self.sender.as_mut().ok_or(FrameError::NoKey)?;
+        self.seal_from(Source::Main, codec, frame)
+    }
+
+    /// [`Self::seal`] for one of this member's sources: its own key and counter.
+    ///
+    /// # Errors
+    /// As [`Self::seal`].
+    pub fn seal_from(
+        &mut self,
+        source: Source,
+        codec: Codec,
+        frame: &[u8],
+    ) -> Result<Vec<u8>, FrameError> {
+        let sender = self.senders.get_mut(&source).ok_or(FrameError::NoKey)?;
         let prefix_len = codec::clear_prefix_len(codec, frame)?;
         let counter = sender.next_counter.ok_or(FrameError::CounterExhausted)?;
         let (prefix, payload) = frame.split_at(prefix_len);
@@ -360,6 +416,7 @@ impl FrameCrypto {
             prefix,
             body,
             leaf,
+            source,
             epoch_lsb,
         } = self.parse(codec, frame)?;
         let held = self
@@ -370,7 +427,7 @@ impl FrameCrypto {
         let epoch = held.epoch;
         let receivers = held.receivers.as_mut().ok_or(FrameError::StaleEpoch)?;
         let Receiver { key, replay } = receivers
-            .get_mut(&leaf)
+            .get_mut(&(leaf, source))
             .ok_or(FrameError::UnknownSender { leaf })?;
 
         let encrypted = EncryptedFrameView::try_with_meta_data(&body, prefix)
@@ -389,6 +446,7 @@ impl FrameCrypto {
 
         Ok(Opened {
             sender_leaf: leaf,
+            source,
             epoch,
             frame: plain,
         })
@@ -432,15 +490,15 @@ impl FrameCrypto {
         }
 
         let kid = MlsKeyId::from_key_id(header.key_id(), self.bit_range);
-        if kid.context_id() != 0 {
-            return Err(FrameError::Malformed("Key ID context is not 0"));
-        }
+        let source = Source::from_context(kid.context_id())
+            .ok_or(FrameError::Malformed("unknown Key ID context"))?;
         let leaf = u32::try_from(kid.member_index())
             .map_err(|_| FrameError::Malformed("leaf index out of range"))?;
         Ok(Parsed {
             prefix,
             body,
             leaf,
+            source,
             epoch_lsb: kid.epoch_lsb(),
         })
     }
@@ -452,5 +510,6 @@ struct Parsed<'a> {
     /// The SFrame header, ciphertext and tag (unescaped for H.264).
     body: Cow<'a, [u8]>,
     leaf: u32,
+    source: Source,
     epoch_lsb: u64,
 }

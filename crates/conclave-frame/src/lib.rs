@@ -11,9 +11,10 @@
 //! `sframe_epoch_secret = MLS-Exporter("SFrame 1.0 Base Key", "", AEAD.Nk)` and hands it, the
 //! epoch number, this member's leaf index and the epoch's member leaves to
 //! [`FrameCrypto::set_epoch`]. Each sender's key is derived from that secret and its Key ID
-//! (`KID = context << (S + E) | leaf << E | epoch mod 2^E`, with context 0, `S = 32`,
-//! `E = 4` by default) by the `sframe` crate's RFC 9605 §4.4.2 key schedule, using its `mls`
-//! Key ID layout. Cipher suite `AES_128_GCM_SHA256_128`.
+//! (`KID = context << (S + E) | leaf << E | epoch mod 2^E`, `S = 32`, `E = 4` by default) by
+//! the `sframe` crate's RFC 9605 §4.4.2 key schedule, using its `mls` Key ID layout. The
+//! context names the member's [`Source`]: 0 for microphone and camera, 1 for a shared screen,
+//! each with its own key and counter. Cipher suite `AES_128_GCM_SHA256_128`.
 //!
 //! Epoch changes: the previous epoch's keys stay usable for opening for a grace period
 //! ([`FrameConfig::grace_ms`], 2 s by default) after the new one is installed, for frames in
@@ -73,7 +74,7 @@ mod error;
 
 pub use codec::Codec;
 pub use crypto::{
-    FrameConfig, FrameCrypto, Opened, CIPHER_SUITE, LEAF_INDEX_BITS, MLS_EXPORTER_LABEL,
+    FrameConfig, FrameCrypto, Opened, Source, CIPHER_SUITE, LEAF_INDEX_BITS, MLS_EXPORTER_LABEL,
     MLS_EXPORTER_LENGTH,
 };
 pub use error::FrameError;

@@ -440,3 +440,39 @@ fn an_epoch_with_the_same_low_bits_replaces_the_old_one_at_once() {
     let new = g[0].seal(Codec::Opus, &opus_frame(10)).expect("seal");
     assert_eq!(g[1].open(Codec::Opus, &new, 12).expect("open").epoch, 17);
 }
+
+#[test]
+fn a_members_screen_is_its_own_stream() {
+    use conclave_frame::Source;
+    let mut g = group(2, 3, &SECRET, 0);
+    let frame = vp8_delta_frame(120);
+    // the first frame of each source: counter 0 under a key of its own, both open
+    let camera = g[0].seal(Codec::Vp8, &frame).expect("seal");
+    let screen = g[0]
+        .seal_from(Source::Screen, Codec::Vp8, &frame)
+        .expect("seal");
+    assert_ne!(camera, screen);
+    let opened = g[1].open(Codec::Vp8, &camera, 1).expect("camera");
+    assert_eq!((opened.sender_leaf, opened.source), (0, Source::Main));
+    let opened = g[1].open(Codec::Vp8, &screen, 1).expect("screen");
+    assert_eq!((opened.sender_leaf, opened.source), (0, Source::Screen));
+    assert_eq!(opened.frame, frame);
+    assert_eq!(
+        g[1].open(Codec::Vp8, &screen, 1),
+        Err(FrameError::Replayed),
+        "each source has its own replay window"
+    );
+    assert_eq!(
+        g[0].source_key_id(3, 5, Source::Screen),
+        (1 << 36) | (5 << 4) | 3
+    );
+    // a context no source uses is refused before any key is tried
+    let kid = (2u64 << 36) | 3; // context 2, leaf 0, epoch 3
+    let mut forged = frame[..3].to_vec();
+    forged.extend(Vec::from(&sframe::header::SframeHeader::new(kid, 0)));
+    forged.extend([0u8; 40]);
+    assert_eq!(
+        g[1].open(Codec::Vp8, &forged, 1),
+        Err(FrameError::Malformed("unknown Key ID context"))
+    );
+}

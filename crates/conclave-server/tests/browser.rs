@@ -33,8 +33,8 @@ fn script(scenario: &str) -> PathBuf {
 }
 
 /// Runs `web/tests/{scenario}` with the server's address and these variables; panics with
-/// its output unless it passes.
-fn scenario(server: &Server, scenario: &str, vars: &[(&str, &str)]) {
+/// its output unless it passes. Returns what it printed.
+fn scenario(server: &Server, scenario: &str, vars: &[(&str, &str)]) -> String {
     let output = Command::new("node")
         .arg(script(scenario))
         .env("CONCLAVE_URL", &server.v4)
@@ -47,6 +47,7 @@ fn scenario(server: &Server, scenario: &str, vars: &[(&str, &str)]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Every account's password in these tests.
@@ -333,8 +334,99 @@ async fn an_invitee_checks_from_the_browser_whether_they_can_join_a_secret_meeti
     assert_eq!(all.len(), 3, "{all:?}");
     let live: Vec<&Value> = all.iter().filter(|d| d["revoked_at"].is_null()).collect();
     assert_eq!(live.len(), 2, "the revoked device stays revoked: {all:?}");
+    // the new device is made managed too, so only its network keeps it out; the host, on a
+    // managed device in the office, opens the call
+    let newest = live
+        .iter()
+        .find(|d| d["id"] != device_id.as_str())
+        .expect("the new device");
+    let a = admin
+        .send(
+            "PATCH",
+            &format!("{base}/api/devices/{}", newest["id"].as_str().expect("id")),
+            Some(json!({"trust": "managed"})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    let meeting_id: MeetingId = meeting.parse().expect("meeting id");
+    let host = native_enter_managed(&server, &admin, "olga", &meeting_id).await;
+    native_settled(&host, 1, None).await;
+    let audit_before = audit_length(&admin, &base).await;
+    steps.go();
+
+    // the attempt from [::1]: the host is alerted, it is audited, nobody joins the group
+    steps.reached("refused").await;
+    let alerted = host
+        .wait_for(Duration::from_secs(60), |s| {
+            s.participant
+                .alerts()
+                .iter()
+                .any(|a| a.kind == "join_refused" && a.who.as_deref() == Some("IVAN"))
+        })
+        .await;
+    assert!(
+        alerted,
+        "no alert: {:?}",
+        host.with(|s| s.participant.alerts().to_vec())
+    );
+    host.with(|s| {
+        assert_eq!(s.participant.members().len(), 1, "nobody was added");
+        assert_eq!(s.participant.roster().len(), 1);
+    });
+    let text = audit(&admin, &base).await.to_string();
+    assert!(audit_length(&admin, &base).await > audit_before);
+    assert!(text.contains("untrusted_network_denied"), "{text}");
+    steps.go();
+
+    // from the office the same person is let in: the host sees the same code
+    steps.reached("joined").await;
+    let code = native_settled(&host, 2, None).await;
+    assert!(
+        steps.said.iter().any(|l| l == &format!("CODE {code}")),
+        "the browser shows the host's code {code}: {:?}",
+        steps.said
+    );
     steps.go();
     steps.finish().await;
+}
+
+/// [`native_enter`] for a secret meeting: `name`'s new device is made managed by `admin`
+/// before it asks to join from the office network.
+async fn native_enter_managed(
+    server: &Server,
+    admin: &Client,
+    name: &str,
+    meeting: &MeetingId,
+) -> native::Call {
+    let base = &server.v4;
+    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).expect("certificate");
+    let mut client = native::Client::new(base, Some(&pem)).expect("client");
+    client.sign_in(name, PASSWORD).await.expect("sign in");
+    let mut device = client
+        .register_device("office desktop")
+        .await
+        .expect("device");
+    let a = admin
+        .send(
+            "PATCH",
+            &format!("{base}/api/devices/{}", device.id),
+            Some(json!({"trust": "managed"})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    client
+        .refresh_credential(&mut device)
+        .await
+        .expect("a credential that says managed");
+    let org = client.organisation().await.expect("organisation");
+    let ticket = match client.join(meeting, &device).await.expect("join") {
+        native::JoinAnswer::Admitted { ticket } => ticket,
+        answer => panic!("{name} expected admission: {answer:?}"),
+    };
+    client
+        .connect(meeting, &device, &org, ticket)
+        .await
+        .expect("connect")
 }
 
 /// A native participant's view of its call, for the failure message.
@@ -750,4 +842,42 @@ fn browser_frames_are_ciphertext_at_the_sfu(
         same, 0,
         "plaintext in the SFU's view: {same} of {compared} windows"
     );
+}
+
+/// Not a test: the browser figures of docs/BENCHMARKS.md, printed. One browser joins a native
+/// participant's call several times (`RUNS`, default 7): time from Join to the first remote
+/// video frame shown, and the worker's seal/open cost per frame.
+/// `cargo test --release -p conclave-server --test browser -- --ignored --nocapture join_figures`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: run on its own, see docs/BENCHMARKS.md"]
+async fn join_figures() {
+    let server = Server::start();
+    let base = server.v4.clone();
+    accounts(&server, &[("olga", "organiser"), ("ivan", "member")]).await;
+    let meeting_text = schedule(
+        &server,
+        "Figures",
+        "internal",
+        now().saturating_sub(Duration::from_secs(60)),
+        &["ivan"],
+    )
+    .await;
+    let meeting: MeetingId = meeting_text.parse().expect("meeting id");
+    let call = native_enter(&server, &base, "ivan", &meeting, false).await;
+    native_settled(&call, 1, None).await;
+    let runs = std::env::var("RUNS").unwrap_or_else(|_| "7".into());
+    let server_ref = &server;
+    let printed = tokio::task::block_in_place(|| {
+        scenario(
+            server_ref,
+            "join-figures.mjs",
+            &[
+                ("CONCLAVE_USER", "olga"),
+                ("CONCLAVE_PASSWORD", PASSWORD),
+                ("CONCLAVE_MEETING", &meeting_text),
+                ("RUNS", &runs),
+            ],
+        )
+    });
+    println!("{printed}");
 }

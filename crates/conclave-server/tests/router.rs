@@ -477,6 +477,10 @@ async fn the_web_app_is_served_under_a_strict_content_security_policy() {
             assert!(csp.contains(directive), "{csp}");
         }
         assert!(!csp.contains("unsafe-inline"), "{csp}");
+        // cross-origin isolated: no shared browsing context, nothing embedded from elsewhere
+        let isolation = |name: &'static str| reply.header(header::HeaderName::from_static(name));
+        assert_eq!(isolation("cross-origin-opener-policy"), "same-origin");
+        assert_eq!(isolation("cross-origin-embedder-policy"), "require-corp");
     }
     let asset = server.send(Call::get("/assets/app-1234.js")).await;
     assert_eq!(asset.status, StatusCode::OK);

@@ -45,7 +45,7 @@
 use conclave_e2ee::{
     Event, ExternalSenderInfo, Input, MemberIdentity, MemberInfo, Output, Session,
 };
-use conclave_frame::{Codec, FrameConfig, FrameCrypto};
+use conclave_frame::{Codec, FrameConfig, FrameCrypto, Source};
 use conclave_identity::{DeviceCredential, DeviceKey, OrganisationPublicKey};
 use conclave_types::{DeviceId, MeetingId, Timestamp};
 use js_sys::{Object, Reflect, Uint8Array};
@@ -141,6 +141,15 @@ impl FrameCipher {
             .map_err(js_error)
     }
 
+    /// [`FrameCipher::seal`] for frames of a shared screen: this member's
+    /// second stream, with its own key and counter, which receivers learn is a
+    /// screen (its Key ID context; [`OpenedFrame::screen`]).
+    pub fn seal_screen(&mut self, codec_name: &str, frame: &[u8]) -> Result<Vec<u8>, JsError> {
+        self.inner
+            .seal_from(Source::Screen, Codec::from_name(codec_name), frame)
+            .map_err(js_error)
+    }
+
     /// Opens a sealed frame of `codec` received at monotonic time `now_ms`.
     /// Throws if it does not authenticate, is a replay or belongs to an unknown
     /// or expired epoch; the caller drops such frames.
@@ -157,6 +166,7 @@ impl FrameCipher {
             .map_err(js_error)?;
         Ok(OpenedFrame {
             sender_leaf: opened.sender_leaf,
+            screen: opened.source == Source::Screen,
             epoch: opened.epoch,
             frame: opened.frame,
         })
@@ -176,6 +186,7 @@ impl FrameCipher {
 #[wasm_bindgen]
 pub struct OpenedFrame {
     sender_leaf: u32,
+    screen: bool,
     epoch: u64,
     frame: Vec<u8>,
 }
@@ -186,6 +197,13 @@ impl OpenedFrame {
     #[wasm_bindgen(getter)]
     pub fn sender_leaf(&self) -> u32 {
         self.sender_leaf
+    }
+
+    /// Whether the frame is from the sender's shared screen (sealed with
+    /// [`FrameCipher::seal_screen`]) rather than their camera or microphone.
+    #[wasm_bindgen(getter)]
+    pub fn screen(&self) -> bool {
+        self.screen
     }
 
     /// The epoch of the key that opened the frame (a `BigInt`).

@@ -36,7 +36,11 @@ export function stageView(session: CallSession): { element: HTMLElement; update(
   });
   const controls = h('div', { class: 'stage__controls actions', role: 'group', 'aria-label': 'Your audio and video' }, micButton, camButton, screenButton);
 
-  const element = h('section', { class: 'stage', 'aria-label': 'Audio and video' }, status, failures, grid, controls, voices);
+  // what the encryption does, for the curious and for support: per second, from the worker
+  const details = h('dl', { class: 'stage__numbers' });
+  const detailsBox = h('details', { class: 'stage__details' }, h('summary', null, 'Media details'), details);
+
+  const element = h('section', { class: 'stage', 'aria-label': 'Audio and video' }, status, failures, grid, controls, detailsBox, voices);
 
   const own = tile('You', true);
   own.element.classList.add('tile--own');
@@ -119,12 +123,27 @@ export function stageView(session: CallSession): { element: HTMLElement; update(
     screenButton.textContent = sharing ? 'Stop sharing' : 'Share screen';
     screenButton.setAttribute('aria-pressed', String(sharing));
     if (media === null) return;
+    const numbers: [string, string][] = [['Connection', media.connection]];
+    const stats = media.stats;
+    if (stats !== null) {
+      for (const [what, side] of [['Sealed', stats.sealed], ['Opened', stats.opened]] as const) {
+        for (const kind of ['audio', 'video'] as const) {
+          const w = side[kind];
+          const each = w.frames > 0 ? w.micros.toFixed(1) : '–';
+          numbers.push([`${what} ${kind}`, `${w.frames} frames/s, ${each} µs each`]);
+        }
+      }
+      numbers.push(['Not sent (no key yet)', String(stats.unsealed)]);
+    }
+    replaceChildren(
+      details,
+      numbers.flatMap(([k, v]) => [h('dt', null, k), h('dd', { 'data-name': k }, v)]),
+    );
 
     // the grid: who is on which slot, by the Key ID of the frames that opened there
     own.element.hidden = !cam;
     const speakerDevice = session.roster.find((e) => e.participant === session.speaker)?.device_id;
     const active = new Set(media.activeSlots('video').map((s) => s.index));
-    const seen = new Map<number, number>();
     for (const slot of media.slots) {
       if (slot.kind !== 'video') continue;
       const t = tiles.get(slot.index);
@@ -133,9 +152,9 @@ export function stageView(session: CallSession): { element: HTMLElement; update(
       t.element.hidden = !shown;
       if (!shown || slot.leaf === null) continue;
       const member = session.members.get(slot.leaf);
-      const nth = (seen.get(slot.leaf) ?? 0) + 1;
-      seen.set(slot.leaf, nth);
-      t.label.textContent = labelFor(member?.display_name, nth);
+      const who = member?.display_name ?? 'Someone not in the group';
+      t.label.textContent = slot.screen ? `${who}’s screen` : who;
+      t.element.classList.toggle('tile--screen', slot.screen);
       t.element.dataset.leaf = String(slot.leaf);
       t.element.dataset.device = member?.device_id ?? '';
       t.element.classList.toggle('tile--speaking', member !== undefined && member.device_id === speakerDevice);
@@ -156,11 +175,6 @@ function tile(name: string, own: boolean): Tile {
   const element = h('div', { class: `tile${own ? ' tile--mirror' : ''}`, role: 'listitem' }, video, label);
   if (own) video.setAttribute('aria-label', 'Your camera');
   return { element, video, label };
-}
-
-function labelFor(name: string | undefined, nth: number): string {
-  const who = name ?? 'Someone not in the group';
-  return nth > 1 ? `${who} (${nth})` : who;
 }
 
 /** Tells the session when the first frame of a remote video is shown. */
