@@ -131,6 +131,8 @@ type ServerMessage =
 export interface GroupMember {
   leaf: number;
   device_id: string;
+  /** The device's public key (unpadded URL-safe base64). */
+  device_key: string;
   user_id: string;
   user_name: string;
   display_name: string;
@@ -709,6 +711,7 @@ export class CallSession {
         this.members.set(event.leaf, {
           leaf: event.leaf,
           device_id: event.device_id,
+          device_key: event.device_key,
           user_id: event.user_id,
           user_name: event.user_name,
           display_name: event.display_name,

@@ -6,7 +6,8 @@
 // 1. From 127.0.0.1 (trusted), the meeting page's Join button leads to the call: two
 //    participants, both verified against their MLS credentials, no mismatch, a security
 //    code.                                                              STEP in-call
-//    browser.rs answers with the native participant's code; the page shows the same.
+//    browser.rs answers with the native participant's code; the page shows the same, and
+//    "mark all verified" marks the native participant verified on the roster.
 // 2. A chat message from the browser.                                   STEP chat-sent
 //    browser.rs checks it arrived intact and sends one back; the page shows it with the
 //    sender's name.
@@ -59,6 +60,14 @@ await run(async (context) => {
     nativeCode,
     LONG,
   );
+
+  // the codes matched: mark everyone verified; the roster remembers it
+  const verifiedState = page.locator('.call__verified');
+  check(/Not verified by you yet: IVAN/.test(await verifiedState.innerText()), await verifiedState.innerText());
+  await page.getByRole('button', { name: 'Same code for everyone: mark all verified' }).click();
+  await page.getByText('You have verified everyone in the call.').waitFor();
+  const ivanItem = page.locator('.roster__item', { hasText: 'IVAN' });
+  check((await ivanItem.locator('.badge--verified').count()) === 1, 'IVAN is marked verified by you');
 
   // 2. chat, end-to-end encrypted
   await page.getByRole('textbox', { name: 'Your message' }).fill('hello from the browser');

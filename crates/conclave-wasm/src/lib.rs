@@ -368,8 +368,9 @@ impl Member {
     /// - `{kind: "welcome", bytes}`: send to the delivery service for the joiners;
     /// - `{kind: "event", event}`, where `event.type` is `"joined"` (`epoch`),
     ///   `"epoch_changed"` (`epoch`, `security_code`), `"member_added"`
-    ///   (`leaf`, `device_id`, `user_id`, `user_name`, `display_name`,
-    ///   `organisation`, `trust`), `"member_removed"` (`leaf`),
+    ///   (`leaf`, `device_id`, `device_key` (unpadded URL-safe base64),
+    ///   `user_id`, `user_name`, `display_name`, `organisation`, `trust`),
+    ///   `"member_removed"` (`leaf`),
     ///   `"key_material"` (`epoch`, `sframe_epoch_secret`, `own_leaf`),
     ///   `"application"` (`sender_leaf`, `data`), `"refused"` (`reason`, a
     ///   message) or `"other"` (a kind this facade does not know yet).
@@ -494,6 +495,7 @@ fn member_fields(object: &Object, member: &MemberInfo) {
     let claims = &member.claims;
     set(object, "leaf", member.leaf);
     set(object, "device_id", claims.device_id.to_string());
+    set(object, "device_key", claims.device_key.to_string());
     set(object, "user_id", claims.user_id.to_string());
     set(object, "user_name", claims.user_name.clone());
     set(object, "display_name", claims.display_name.clone());

@@ -12,6 +12,7 @@ import { h, replaceChildren, sentence, srOnly, uid } from '../dom';
 import { capitalise } from '../format';
 import { transformSupport, UNSUPPORTED } from '../media';
 import { stageView } from './call-stage';
+import { isVerified, markVerified } from '../verified';
 
 const timeOfDay = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
@@ -70,7 +71,7 @@ export async function callPage(ctx: PageContext): Promise<void> {
   }
 
   const session = new CallSession(id, ctx.session.user.id, request);
-  const view = callView(meeting, session);
+  const view = callView(meeting, session, ctx.session.user.id);
   ctx.main.append(view.element);
 
   // Leaving the page leaves the call: the MLS state lives in this page only.
@@ -107,11 +108,19 @@ export async function callPage(ctx: PageContext): Promise<void> {
   await session.start(answer.ticket);
 }
 
-function callView(meeting: api.MeetingInfo, session: CallSession): { element: HTMLElement; update(): void } {
+function callView(meeting: api.MeetingInfo, session: CallSession, userId: string): { element: HTMLElement; update(): void } {
   const state = h('div', { class: 'call__state', role: 'status', 'aria-live': 'polite' });
 
   const codeTitle = uid('panel');
   const code = h('p', { class: 'call__code', 'aria-describedby': `${codeTitle}-hint` });
+  // after comparing the code aloud: everyone now in the group is who their credential says
+  const markButton = h('button', { type: 'button', class: 'button button--secondary call__mark' }, 'Same code for everyone: mark all verified');
+  const markState = h('p', { class: 'call__verified muted', role: 'status' });
+  markButton.addEventListener('click', () => {
+    markVerified(userId, others());
+    update();
+  });
+  const others = () => [...session.members.values()].filter((m) => m.device_id !== session.deviceId);
   const codePanel = h(
     'section',
     { class: 'panel call__code-panel', 'aria-labelledby': codeTitle },
@@ -122,6 +131,8 @@ function callView(meeting: api.MeetingInfo, session: CallSession): { element: HT
       { id: `${codeTitle}-hint`, class: 'muted' },
       'Everyone in the call sees the same code. Read it aloud and compare: a different code means someone is listening in. It changes whenever someone joins or leaves.',
     ),
+    h('div', { class: 'actions' }, markButton),
+    markState,
   );
 
   const rosterTitle = uid('panel');
@@ -280,6 +291,14 @@ function callView(meeting: api.MeetingInfo, session: CallSession): { element: HT
     code.textContent = codeText ?? (ended ? '—' : 'Not in the group yet');
     code.classList.toggle('call__code--none', codeText === null);
     code.dataset.epoch = session.epoch !== null ? String(session.epoch) : '';
+    const unverified = others().filter((m) => !isVerified(userId, m));
+    markButton.hidden = codeText === null || unverified.length === 0 || ended;
+    markState.textContent =
+      codeText === null || others().length === 0
+        ? ''
+        : unverified.length === 0
+          ? 'You have verified everyone in the call.'
+          : `Not verified by you yet: ${unverified.map((m) => m.display_name).join(', ')}.`;
 
     // the roster, checked against the group
     rosterHeading.textContent = `Participants (${session.roster.length})`;
@@ -312,7 +331,7 @@ function callView(meeting: api.MeetingInfo, session: CallSession): { element: HT
     }
     replaceChildren(
       roster,
-      session.roster.map((entry) => rosterItem(entry, session, notInGroup.has(entry.device_id), ended)),
+      session.roster.map((entry) => rosterItem(entry, session, userId, notInGroup.has(entry.device_id), ended)),
     );
     rosterEmpty.hidden = session.roster.length > 0;
     rosterEmpty.textContent =
@@ -420,7 +439,7 @@ function networkText(network: { trusted: boolean; name?: string; address?: strin
   return network.address ? `${base} (${network.address})` : base;
 }
 
-function rosterItem(entry: RosterEntry, session: CallSession, notInGroup: boolean, ended: boolean): HTMLLIElement {
+function rosterItem(entry: RosterEntry, session: CallSession, userId: string, notInGroup: boolean, ended: boolean): HTMLLIElement {
   const member = session.memberOf(entry.device_id);
   const isMe = entry.participant === session.me;
   // What the organisation-signed credential in the member's MLS leaf says, against the roster.
@@ -472,6 +491,9 @@ function rosterItem(entry: RosterEntry, session: CallSession, notInGroup: boolea
           entry.network.trusted ? `Trusted${entry.network.name ? `: ${entry.network.name}` : ''}` : 'Untrusted network',
         ),
         notInGroup ? h('span', { class: 'badge badge--mismatch call__mismatch-flag' }, 'Not in the encrypted group') : null,
+        !isMe && member !== undefined && isVerified(userId, member)
+          ? h('span', { class: 'badge badge--verified' }, 'Verified by you')
+          : null,
         session.speaker === entry.participant ? h('span', { class: 'badge badge--now' }, 'Speaking') : null,
       ),
     ),
