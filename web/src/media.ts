@@ -20,6 +20,11 @@ const ACTIVE_FOR_MS = 2500;
 /** How long a sender stays flagged after frames from them last failed to open. */
 const FAILURE_SHOWN_MS = 5000;
 
+/** Seconds in a row with failures before a sender is flagged: around a membership change a
+ * sender already under the new epoch's keys is unreadable until this member has processed
+ * the commit, which is normal and brief. */
+const FAILING_FOR_REPORTS = 3;
+
 /** The camera and microphone picked before joining (pre-join panel); empty: the default. */
 export const chosenDevices = { camera: '', microphone: '' };
 
@@ -56,6 +61,8 @@ export interface Undecryptable {
   count: number;
   reason: string;
   at: number;
+  /** Consecutive worker reports (seconds) with failures from this sender. */
+  streak: number;
 }
 
 type Transformable = RTCRtpSender | RTCRtpReceiver;
@@ -90,7 +97,8 @@ export class CallMedia {
   private closed = false;
 
   private constructor(
-    private readonly mode: 'script' | 'streams',
+    /** How frames reach the worker in this browser. */
+    readonly mode: 'script' | 'streams',
     private readonly onChange: () => void,
   ) {
     const config: RTCConfiguration & { encodedInsertableStreams?: boolean } = {
@@ -166,7 +174,9 @@ export class CallMedia {
   /** Senders whose frames fail to open, lately. */
   failing(): Undecryptable[] {
     const now = performance.now();
-    return [...this.undecryptable.values()].filter((u) => now - u.at < FAILURE_SHOWN_MS);
+    return [...this.undecryptable.values()].filter(
+      (u) => u.streak >= FAILING_FOR_REPORTS && now - u.at < FAILURE_SHOWN_MS,
+    );
   }
 
   async setMicrophone(on: boolean): Promise<void> {
@@ -324,7 +334,19 @@ export class CallMedia {
             slot.activeAt = now;
           }
         }
-        for (const f of Object.values(message.stats.failed)) this.failed(f, now);
+        const failedNow = new Set<number>();
+        for (const f of Object.values(message.stats.failed)) {
+          this.failed(f, now);
+          if (f.leaf !== null) failedNow.add(f.leaf);
+        }
+        for (const [leaf, entry] of this.undecryptable) {
+          if (failedNow.has(leaf)) {
+            entry.streak += 1;
+          } else if (entry.streak < FAILING_FOR_REPORTS || now - entry.at >= FAILURE_SHOWN_MS) {
+            // a burst that ended by itself, or failures long over
+            this.undecryptable.delete(leaf);
+          }
+        }
         break;
       }
       case 'problem':
@@ -337,7 +359,7 @@ export class CallMedia {
 
   private failed(f: Failures, now: number): void {
     if (f.leaf === null) return;
-    const entry = this.undecryptable.get(f.leaf) ?? { leaf: f.leaf, kinds: new Set(), count: 0, reason: f.reason, at: now };
+    const entry = this.undecryptable.get(f.leaf) ?? { leaf: f.leaf, kinds: new Set(), count: 0, reason: f.reason, at: now, streak: 0 };
     entry.kinds.add(f.kind);
     entry.count += f.count;
     entry.reason = f.reason;

@@ -7,12 +7,14 @@
 //    a security code.                                                   STEP started
 //    browser.rs has the host (native) join and answers with the host's code; the page
 //    shows two participants and the same code.
-// 2. Another browser profile at [::1]: the preview says lobby; Join shows "Waiting for a
+// 2. Another browser profile at [::1], one that only has createEncodedStreams (the older
+//    encoded-transform API): the preview says lobby; Join shows "Waiting for a
 //    host to let you in" with the reason.                               STEP waiting
 //    browser.rs admits the waiting seat.
 // 3. In the group: three participants, no mismatch; each page plays the video of both
 //    others (named by their credentials) and hears them; a screen shared from the second
-//    browser shows on the first as that participant's screen, and goes when stopped.
+//    browser shows on the first as that participant's screen, and goes when stopped; its
+//    camera off and microphone muted, the first shows and opens only the host's media.
 //                                                                       STEP in-call
 //    browser.rs checks the host opens both browsers' frames and that the SFU forwarded
 //    only ciphertext, and answers with the host's code; the page shows the same.
@@ -40,6 +42,10 @@ await run(async (context) => {
 
   // 2. from an untrusted network: the lobby
   const other = await otherBrowser();
+  // this one encrypts through the older API, as browsers without RTCRtpScriptTransform do
+  await other.context.addInitScript(() => {
+    delete window.RTCRtpScriptTransform;
+  });
   try {
     const page = await joinFromMeetingPage(other.context, {
       url: urlV6,
@@ -70,7 +76,13 @@ await run(async (context) => {
       (await page.getByRole('group', { name: 'Host controls' }).isVisible()) === false,
       'no host controls for an invitee',
     );
-    for (const p of [first, page]) {
+    for (const [p, api] of [
+      [first, 'RTCRtpScriptTransform'],
+      [page, 'createEncodedStreams'],
+    ]) {
+      await p.locator('.stage__details summary').click();
+      const how = await p.locator('.stage__numbers dd[data-name="Frame encryption"]').innerText();
+      check(how.includes(api), `frames go through ${api}: ${how}`);
       const tiles = await seesVideo(p, 2);
       const names = tiles.map((t) => t.name).sort();
       check(
@@ -93,6 +105,26 @@ await run(async (context) => {
     if (shots) await first.screenshot({ path: `${shots}/call-three.png`, fullPage: true });
     await page.getByRole('button', { name: 'Stop sharing' }).click();
     await first.waitForFunction(() => document.querySelector('.tile--screen:not([hidden])') === null, null, LONG);
+
+    // camera off and muted: the second browser sends nothing, so the first shows only the
+    // host's video and opens one voice (the host's) instead of two
+    await page.getByRole('button', { name: 'Camera off' }).click();
+    await page.getByRole('button', { name: 'Mute your microphone' }).click();
+    await page.getByRole('button', { name: 'Unmute your microphone' }).waitFor();
+    await first.waitForFunction(
+      () => {
+        const tiles = [...document.querySelectorAll('.tile[data-slot]:not([hidden]) .tile__name')];
+        const audio = document.querySelector('.stage__numbers dd[data-name="Opened audio"]')?.textContent ?? '';
+        const perSecond = Number(/^(\d+) frames/.exec(audio)?.[1] ?? '999');
+        return tiles.length === 1 && tiles[0].textContent === 'OLGA' && perSecond <= 60;
+      },
+      null,
+      LONG,
+    );
+    // and back
+    await page.getByRole('button', { name: 'Camera on' }).click();
+    await page.getByRole('button', { name: 'Unmute your microphone' }).click();
+    await seesVideo(first, 2);
     const hostCode = await step('in-call');
     check(CODE.test(hostCode), `browser.rs sent a code: ${hostCode}`);
     await page.waitForFunction(

@@ -15,9 +15,14 @@
 //    connection (4005), not so long that the seat is given up.         STEP dropped
 //    browser.rs sends a chat meanwhile. Running again, the page resumes its seat: the
 //    message is replayed, the code is the same.                        STEP resumed
-// 4. browser.rs lets the native participant leave: one participant, a new code.
+// 4. browser.rs makes the native participant seal under keys nobody else has
+//    (desync_media_keys): its tile goes and the page says it cannot decrypt its audio and
+//    video.                                                             STEP garbled
+// 5. browser.rs lets the native participant leave: one participant, a new code.
 //                                                                       STEP native-leaves
-// 5. "Leave the call" leads back to the meeting's page.                 STEP left
+// 6. "Leave the call" leads back to the meeting's page.                 STEP left
+// 7. The same page in a browser without encoded transforms: no Join, and the call's address
+//    says why without asking the server to join.
 
 import { check, env, run } from './browser.mjs';
 import { CODE, LONG, joinFromMeetingPage, seesVideo, settled, step } from './calls.mjs';
@@ -103,17 +108,47 @@ await run(async (context) => {
   check(replayed === 1, `the missed message shows once: ${replayed}`);
   await step('resumed');
 
-  // 4. the native participant leaves: the group rekeys
+  // 4. the native participant's media keys go wrong: nothing of it plays, and the page
+  //    says whose frames it cannot decrypt
+  await step('garbled');
+  const failure = page.locator('.stage__failure', { hasText: 'IVAN' });
+  await failure.waitFor(LONG);
+  const failureText = await failure.innerText();
+  check(/Cannot decrypt audio and video from IVAN/.test(failureText), failureText);
+  await page.waitForFunction(() => document.querySelector('.tile[data-slot]:not([hidden])') === null, null, LONG);
+
+  // 5. the native participant leaves: the group rekeys
   await step('native-leaves');
   const alone = await settled(page, 1, nativeCode);
   check(alone.roster[0].name === 'OLGA', `only the host is left: ${JSON.stringify(alone.roster)}`);
   check(alone.code !== nativeCode, 'the security code changed');
   check(alone.problems === '', `nothing went wrong: ${alone.problems}`);
 
-  // 5. leaving leads back to the meeting's page
+  // 6. leaving leads back to the meeting's page
   await page.getByRole('button', { name: 'Leave the call' }).click();
   await page.waitForURL(`**/meetings/${meetingId}`, LONG);
   await page.getByText('You left the call.').waitFor();
   await page.getByRole('heading', { name: 'Joining from this browser' }).waitFor();
   await step('left');
+
+  // 7. a browser that cannot encrypt media end to end: Join is not offered, and the call's
+  //    address refuses before asking the server anything
+  await context.addInitScript(() => {
+    delete window.RTCRtpScriptTransform;
+    delete RTCRtpSender.prototype.createEncodedStreams;
+  });
+  const joins = [];
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname.startsWith(`/api/meetings/${meetingId}/join`)) joins.push(r.url());
+  });
+  await page.reload();
+  await page.locator('.prejoin__unsupported').waitFor();
+  check(
+    await page.getByRole('button', { name: 'Join', exact: true }).isDisabled(),
+    'no Join without encrypted media',
+  );
+  await page.goto(`${url}/meetings/${meetingId}/call`);
+  const unsupported = await page.locator('.call__unsupported').innerText();
+  check(/cannot encrypt audio and video end to end/.test(unsupported), unsupported);
+  check(joins.length === 0 && page.sockets.length === 2, `nothing asked of the server: ${joins}`);
 });

@@ -778,6 +778,28 @@ impl Call {
         state.silenced = true;
     }
 
+    /// Seals media from now on under keys nobody else holds (an epoch ahead of the group's,
+    /// with another secret), as a member whose key schedule went wrong, or a forger, would:
+    /// for tests of how receivers report frames that do not open. Signalling and MLS carry on;
+    /// the group's next epochs are not installed any more.
+    pub fn desync_media_keys(&self) {
+        let mut state = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *state;
+        if let (Some(media), Some(keys)) = (state.media.as_mut(), state.participant.key_material())
+        {
+            let ahead = keys.epoch.saturating_add(1_000);
+            if let Err(e) = media.set_epoch(
+                ahead,
+                &[0x42; 16],
+                keys.own_leaf,
+                &keys.members,
+                Instant::now(),
+            ) {
+                tracing::warn!(error = %e, "media keys not desynchronised");
+            }
+        }
+    }
+
     /// Waits until `check` holds for the call's state, polling every 20 ms, for at most
     /// `limit`. Returns whether it held.
     pub async fn wait_for(&self, limit: Duration, check: impl Fn(&CallState) -> bool) -> bool {

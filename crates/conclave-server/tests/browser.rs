@@ -598,6 +598,11 @@ async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
     );
     steps.go();
 
+    // the native participant's media turns undecryptable; the page says so
+    steps.reached("garbled").await;
+    call.desync_media_keys();
+    steps.go();
+
     // the native participant leaves; the page sees the group rekey
     steps.reached("native-leaves").await;
     call.leave().await;
@@ -621,7 +626,12 @@ async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby(
     let base = server.v4.clone();
     let admin = accounts(
         &server,
-        &[("olga", "organiser"), ("ivan", "member"), ("max", "member")],
+        &[
+            ("olga", "organiser"),
+            ("ivan", "member"),
+            ("max", "member"),
+            ("dana", "member"),
+        ],
     )
     .await;
     let password = PASSWORD;
@@ -631,7 +641,7 @@ async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby(
         "Merger talks",
         "confidential",
         now().saturating_sub(Duration::from_secs(60)),
-        &["ivan", "max"],
+        &["ivan", "max", "dana"],
     )
     .await;
     let meeting: MeetingId = meeting_text.parse().expect("meeting id");
@@ -689,12 +699,50 @@ async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby(
     let code = native_settled(&max_call, 3, None).await;
     assert_eq!(native_settled(&ivan_call, 3, None).await, code);
     steps.go_with(&code);
+
+    // DANA asks from [::1] too; the host denies her
+    steps.reached("dana-waits").await;
+    let dana_call = native_enter(&server, &server.v6, "dana", &meeting, true).await;
+    steps.go();
+    steps.reached("denied").await;
+    assert!(
+        dana_call
+            .wait_for(Duration::from_secs(60), |s| s.closed.is_some())
+            .await,
+        "DANA was not turned away: {}",
+        native_state(&dana_call)
+    );
+    dana_call.with(|s| {
+        let (code, reason) = s.closed.clone().expect("closed");
+        assert_eq!(
+            code,
+            conclave_protocol::CloseCode::Denied.code(),
+            "{reason}"
+        );
+        assert!(s.participant.epoch().is_none(), "never in the group");
+    });
+    steps.go();
+
+    // the host removes MAX: MAX is told, and the group goes on without MAX's keys
+    steps.reached("removed").await;
+    assert!(
+        max_call
+            .wait_for(Duration::from_secs(60), |s| s.closed.is_some())
+            .await,
+        "MAX is still in: {}",
+        native_state(&max_call)
+    );
+    max_call.with(|s| {
+        let (code, _) = s.closed.clone().expect("closed");
+        assert_eq!(code, conclave_protocol::CloseCode::Removed.code());
+    });
+    let after = native_settled(&ivan_call, 2, Some(&code)).await;
+    steps.go_with(&after);
     steps.finish().await;
     let text = audit(&admin, &base).await.to_string();
-    assert!(
-        text.contains("call.admit") && text.contains("call.lock"),
-        "{text}"
-    );
+    for action in ["call.admit", "call.deny", "call.remove", "call.lock"] {
+        assert!(text.contains(action), "{action} in {text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1012,13 +1012,19 @@ async fn simulcast_receivers_get_one_layer_at_a_time_intact() {
                 >= 60)
                 .await
         );
-        // one layer at a time: about 30 frames a second, not the 90 the sender sends
-        let before = call.with(|s| s.received.video_intact.values().sum::<u64>());
-        let start = std::time::Instant::now();
+        // one layer at a time: about a third of the frames the sender sends over the same
+        // while (all three layers); under two thirds even when, on a busy machine, the
+        // estimate swings and layer switches come close together (a count, not a rate: a
+        // busy machine delivers in bursts)
+        let sent = || calls[0].with(|s| s.media.as_ref().map_or(0, |m| m.stats().video_sent));
+        let received = || call.with(|s| s.received.video_intact.values().sum::<u64>());
+        let (sent_before, received_before) = (sent(), received());
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let after = call.with(|s| s.received.video_intact.values().sum::<u64>());
-        let fps = (after - before) as f64 / start.elapsed().as_secs_f64();
-        assert!((10.0..=50.0).contains(&fps), "{fps} frames a second");
+        let (sent_during, received_during) = (sent() - sent_before, received() - received_before);
+        assert!(
+            received_during > 0 && received_during * 3 < sent_during * 2,
+            "received {received_during} of {sent_during} frames sent"
+        );
         call.with(|s| {
             assert_eq!(s.received.altered, 0);
             // every video frame is one of the layers' (which one depends on the estimate,

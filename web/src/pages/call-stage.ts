@@ -123,7 +123,10 @@ export function stageView(session: CallSession): { element: HTMLElement; update(
     screenButton.textContent = sharing ? 'Stop sharing' : 'Share screen';
     screenButton.setAttribute('aria-pressed', String(sharing));
     if (media === null) return;
-    const numbers: [string, string][] = [['Connection', media.connection]];
+    const numbers: [string, string][] = [
+      ['Connection', media.connection],
+      ['Frame encryption', media.mode === 'script' ? 'worker (RTCRtpScriptTransform)' : 'worker (createEncodedStreams)'],
+    ];
     const stats = media.stats;
     if (stats !== null) {
       for (const [what, side] of [['Sealed', stats.sealed], ['Opened', stats.opened]] as const) {

@@ -19,6 +19,15 @@ const timeOfDay = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: 
 export async function callPage(ctx: PageContext): Promise<void> {
   const id = ctx.params[0] ?? '';
   ctx.setTitle('Call');
+  // No encrypted media, no call: refuse before even asking to join.
+  if (transformSupport() === null) {
+    ctx.main.append(
+      h('h1', null, 'Call'),
+      h('p', { class: 'notice notice--error call__unsupported', role: 'alert' }, UNSUPPORTED),
+      h('p', null, h('a', { href: `/meetings/${id}` }, 'Back to the meeting')),
+    );
+    return;
+  }
   const status = h('p', { class: 'loading', role: 'status' }, 'Joining the call…');
   ctx.main.append(status);
 
@@ -55,16 +64,6 @@ export async function callPage(ctx: PageContext): Promise<void> {
         h('p', { class: 'call__refused' }, 'You cannot join this call from here:'),
         h('ul', null, answer.reasons.map((r) => h('li', { 'data-code': r.code }, sentence(r.message)))),
       ),
-      h('p', null, h('a', { href: `/meetings/${id}` }, 'Back to the meeting')),
-    );
-    return;
-  }
-
-  // No encrypted media, no call: refuse before the server adds this browser to the group.
-  if (transformSupport() === null) {
-    ctx.main.append(
-      h('h1', null, meeting.title),
-      h('p', { class: 'notice notice--error call__unsupported', role: 'alert' }, UNSUPPORTED),
       h('p', null, h('a', { href: `/meetings/${id}` }, 'Back to the meeting')),
     );
     return;

@@ -9,7 +9,7 @@
 import * as api from '../api';
 import { navigate } from '../app';
 import { askToJoin, handOver } from '../call';
-import { chosenDevices } from '../media';
+import { chosenDevices, transformSupport, UNSUPPORTED } from '../media';
 import { DeviceGone, ensureDevice, refreshCredential, registerAgain, type Device } from '../device';
 import { append, h, replaceChildren, sentence, uid } from '../dom';
 import { capitalise } from '../format';
@@ -44,6 +44,8 @@ function joinCheck(meeting: api.MeetingInfo, userId: string): { element: HTMLEle
   let running = false;
   /** Whether the last check said admit or lobby. */
   let joinable = false;
+  // a browser that cannot encrypt media end to end cannot join at all
+  const supported = transformSupport() !== null;
 
   const showDevice = (device: Device | null): void => {
     if (device === null) {
@@ -83,7 +85,7 @@ function joinCheck(meeting: api.MeetingInfo, userId: string): { element: HTMLEle
       }
       showDevice({ ...device, trust: decision.device_trust });
       showDecision(verdict, decision, device);
-      joinable = decision.outcome === 'admit' || decision.outcome === 'lobby';
+      joinable = (decision.outcome === 'admit' || decision.outcome === 'lobby') && supported;
     } catch (e) {
       if (e instanceof api.SessionEnded) return;
       showDevice(null);
@@ -143,6 +145,7 @@ function joinCheck(meeting: api.MeetingInfo, userId: string): { element: HTMLEle
     { class: 'prejoin__check' },
     deviceInfo,
     verdict,
+    supported ? null : h('p', { class: 'notice notice--error prejoin__unsupported', role: 'alert' }, UNSUPPORTED),
     h('div', { class: 'actions' }, join, again),
   );
   return { element, run: () => run() };
