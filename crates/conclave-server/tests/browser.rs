@@ -497,27 +497,32 @@ async fn native_settled(call: &native::Call, n: usize, not: Option<&str>) -> Str
     call.with(|s| s.participant.security_code().expect("in the group"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
-    let server = Server::start();
-    let base = server.v4.clone();
-    let admin = accounts(&server, &[("olga", "organiser"), ("ivan", "member")]).await;
-    let password = PASSWORD;
-    // an internal meeting under way: personal devices on the trusted 127.0.0.1 are admitted
+/// OLGA (organiser) and IVAN (member), and an internal meeting `title` under way that OLGA
+/// hosts and IVAN, a native participant, has joined first: he created the call's MLS group
+/// (call-guest.mjs has a browser create it). Personal devices on the trusted 127.0.0.1 are
+/// admitted. Returns the admin, the meeting id and IVAN's call.
+async fn native_call_under_way(server: &Server, title: &str) -> (Client, String, native::Call) {
+    let admin = accounts(server, &[("olga", "organiser"), ("ivan", "member")]).await;
     let meeting_text = schedule(
-        &server,
-        "Incident review",
+        server,
+        title,
         "internal",
         now().saturating_sub(Duration::from_secs(60)),
         &["ivan"],
     )
     .await;
     let meeting: MeetingId = meeting_text.parse().expect("meeting id");
-
-    // the native participant joins first and creates the call's MLS group (call-guest.mjs
-    // has a browser create it)
-    let call = native_enter(&server, &base, "ivan", &meeting, false).await;
+    let call = native_enter(server, &server.v4, "ivan", &meeting, false).await;
     native_settled(&call, 1, None).await;
+    (admin, meeting_text, call)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_joins_a_call_from_the_browser_with_a_native_participant() {
+    let server = Server::start();
+    let base = server.v4.clone();
+    let password = PASSWORD;
+    let (admin, meeting_text, call) = native_call_under_way(&server, "Incident review").await;
 
     let mut steps = Steps::start(
         &server,
@@ -900,19 +905,8 @@ fn browser_frames_are_ciphertext_at_the_sfu(
 #[ignore = "a benchmark: run on its own, see docs/BENCHMARKS.md"]
 async fn join_figures() {
     let server = Server::start();
-    let base = server.v4.clone();
-    accounts(&server, &[("olga", "organiser"), ("ivan", "member")]).await;
-    let meeting_text = schedule(
-        &server,
-        "Figures",
-        "internal",
-        now().saturating_sub(Duration::from_secs(60)),
-        &["ivan"],
-    )
-    .await;
-    let meeting: MeetingId = meeting_text.parse().expect("meeting id");
-    let call = native_enter(&server, &base, "ivan", &meeting, false).await;
-    native_settled(&call, 1, None).await;
+    // IVAN's call stays open while the browser comes and goes
+    let (_admin, meeting_text, _call) = native_call_under_way(&server, "Figures").await;
     let runs = std::env::var("RUNS").unwrap_or_else(|_| "7".into());
     let server_ref = &server;
     let printed = tokio::task::block_in_place(|| {

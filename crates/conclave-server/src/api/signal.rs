@@ -13,7 +13,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Path, State};
 use axum::response::Response;
 use conclave_identity::JoinTicket;
-use conclave_protocol::{ClientMessage, CloseCode, MAX_MESSAGE_LEN, PROTOCOL_VERSION};
+use conclave_protocol::{ClientMessage, CloseCode, DecodeError, MAX_MESSAGE_LEN, PROTOCOL_VERSION};
 use conclave_types::{MeetingId, ParticipantId};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +29,13 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const RATE_PER_SECOND: f64 = 50.0;
 const RATE_BURST: f64 = 200.0;
 
+/// The largest frame the WebSocket layer reads: a little over the protocol's limit, so that a
+/// message just over the limit is read whole and refused by the decoder with a close frame the
+/// peer gets to read. A frame refused unread leaves its bytes in the socket, and closing a
+/// socket with unread bytes resets the connection; a peer that finishes writing before it reads
+/// (tungstenite) then loses the close frame with its reason. Larger frames still take that path.
+const READ_LIMIT: usize = MAX_MESSAGE_LEN + 64 * 1024;
+
 /// Upgrades to the call's WebSocket.
 pub(super) async fn signal(
     State(state): State<AppState>,
@@ -37,8 +44,8 @@ pub(super) async fn signal(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     upgrade
-        .max_message_size(MAX_MESSAGE_LEN)
-        .max_frame_size(MAX_MESSAGE_LEN)
+        .max_message_size(READ_LIMIT)
+        .max_frame_size(READ_LIMIT)
         .on_upgrade(move |socket| connection(state, client, id, socket))
 }
 
@@ -259,6 +266,9 @@ async fn pump(
                 {
                     break None;
                 }
+            }
+            Err(DecodeError::TooLarge(_)) => {
+                break Some((CloseCode::ProtocolViolation, "a message over 1 MiB"));
             }
             Err(e) => {
                 tracing::info!(%participant, error = %e, "malformed signalling message");
