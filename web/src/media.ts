@@ -25,6 +25,10 @@ const FAILURE_SHOWN_MS = 5000;
  * the commit, which is normal and brief. */
 const FAILING_FOR_REPORTS = 3;
 
+/** What a shared screen is sent at, at most. */
+const SCREEN_MAX_FPS = 15;
+const SCREEN_MAX_BPS = 1_500_000;
+
 /** The camera and microphone picked before joining (pre-join panel); empty: the default. */
 export const chosenDevices = { camera: '', microphone: '' };
 
@@ -221,6 +225,16 @@ export class CallMedia {
     track.onended = () => void this.stopScreen();
     this.screen = track;
     await this.screenSender.replaceTrack(track);
+    // Screens change little from frame to frame: a sharp picture at a few frames a second
+    // serves better than motion, and costs everyone less to encode, carry and decode.
+    const parameters = this.screenSender.getParameters();
+    for (const encoding of parameters.encodings) {
+      encoding.maxFramerate = SCREEN_MAX_FPS;
+      encoding.maxBitrate = SCREEN_MAX_BPS;
+    }
+    await this.screenSender.setParameters(parameters).catch(() => {
+      // the browser keeps its own choice
+    });
     this.onChange();
   }
 

@@ -18,6 +18,8 @@
 //                                                                       STEP in-call
 //    browser.rs checks the host opens both browsers' frames and that the SFU forwarded
 //    only ciphertext, and answers with the host's code; the page shows the same.
+// 4. The host removes the guest (browser.rs): the guest's page says a host removed them;
+//    the first page is back to two, with a new code.                    STEP remove-guest
 
 import { check, env, run } from './browser.mjs';
 import { CODE, LONG, joinFromMeetingPage, loudestVoice, otherBrowser, seesVideo, settled, step } from './calls.mjs';
@@ -132,6 +134,14 @@ await run(async (context) => {
       hostCode,
       LONG,
     );
+
+    // 4. the host removes the guest: the page says so, media stops, the first page goes on
+    await step('remove-guest');
+    const ended = page.locator('.call__ended-text');
+    await ended.waitFor(LONG);
+    check((await ended.innerText()) === 'A host removed you from the call.', await ended.innerText());
+    check((await page.locator('.stage').isVisible()) === false, 'no media after removal');
+    await settled(first, 2, hostCode);
   } finally {
     await other.close();
   }
