@@ -222,7 +222,7 @@ function callView(meeting: api.MeetingInfo, session: CallSession, userId: string
     h(
       'div',
       { class: 'meeting-layout' },
-      h('div', { class: 'meeting-layout__main' }, stage.element, codePanel, lobbyPanel, rosterPanel, problems),
+      h('div', { class: 'meeting-layout__main' }, lobbyPanel, stage.element, codePanel, rosterPanel, problems),
       h('div', { class: 'meeting-layout__side' }, chatPanel, alertsPanel),
     ),
   );
