@@ -1,5 +1,6 @@
 //! `conclave serve`: listeners, TLS, periodic work and orderly shutdown.
 
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +96,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await?;
     state.audit.sign_head(t).await?;
     state.store.close().await;
-    println!("stopped; audit log head signed");
+    // Whoever started the server may be gone by now (its end of stdout closed): a failed
+    // write must not turn a clean stop into a panic.
+    let _ = writeln!(std::io::stdout(), "stopped; audit log head signed");
     Ok(())
 }
 
