@@ -22,7 +22,7 @@
 //    the first page is back to two, with a new code.                    STEP remove-guest
 
 import { check, env, run } from './browser.mjs';
-import { CODE, LONG, joinFromMeetingPage, loudestVoice, otherBrowser, seesVideo, settled, step } from './calls.mjs';
+import { CODE, joinFromMeetingPage, LONG, loudestVoice, otherBrowser, seesVideo, settled, showsCode, step } from './calls.mjs';
 
 const url = env('CONCLAVE_URL');
 const urlV6 = env('CONCLAVE_URL_V6');
@@ -129,11 +129,7 @@ await run(async (context) => {
     await seesVideo(first, 2);
     const hostCode = await step('in-call');
     check(CODE.test(hostCode), `browser.rs sent a code: ${hostCode}`);
-    await page.waitForFunction(
-      (expected) => document.querySelector('.call__code')?.textContent === expected,
-      hostCode,
-      LONG,
-    );
+    await showsCode(page, hostCode);
 
     // 4. the host removes the guest: the page says so, media stops, the first page goes on
     await step('remove-guest');

@@ -17,7 +17,7 @@
 //    browser.rs reads from IVAN.                                        STEP removed
 
 import { check, env, run } from './browser.mjs';
-import { CODE, LONG, joinFromMeetingPage, seesVideo, settled, step } from './calls.mjs';
+import { CODE, joinFromMeetingPage, LONG, seesVideo, settled, showsCode, step } from './calls.mjs';
 
 const url = env('CONCLAVE_URL');
 const user = env('CONCLAVE_USER');
@@ -67,11 +67,7 @@ await run(async (context) => {
   check(!(await page.locator('.call__lobby').isVisible()), 'the lobby is empty again');
   const maxCode = await step('admitted');
   check(CODE.test(maxCode), `browser.rs sent a code: ${maxCode}`);
-  await page.waitForFunction(
-    (expected) => document.querySelector('.call__code')?.textContent === expected,
-    maxCode,
-    LONG,
-  );
+  await showsCode(page, maxCode);
 
   // 4. DANA is turned away
   await step('dana-waits');

@@ -25,7 +25,7 @@
 //    says why without asking the server to join.
 
 import { check, env, run } from './browser.mjs';
-import { CODE, LONG, joinFromMeetingPage, seesVideo, settled, step } from './calls.mjs';
+import { CODE, joinFromMeetingPage, LONG, seesVideo, settled, showsCode, step } from './calls.mjs';
 
 const url = env('CONCLAVE_URL');
 const user = env('CONCLAVE_USER');
@@ -60,11 +60,7 @@ await run(async (context) => {
   // the native participant's code, as browser.rs read it from its Call
   const nativeCode = await step('in-call');
   check(CODE.test(nativeCode), `browser.rs sent a code: ${nativeCode}`);
-  await page.waitForFunction(
-    (expected) => document.querySelector('.call__code')?.textContent === expected,
-    nativeCode,
-    LONG,
-  );
+  await showsCode(page, nativeCode);
 
   // the codes matched: mark everyone verified; the roster remembers it
   const verifiedState = page.locator('.call__verified');

@@ -148,3 +148,12 @@ export async function loudestVoice(page) {
     return { voices: audios.length, rms: loudest };
   });
 }
+
+/** Waits until the page shows security code `expected`. */
+export async function showsCode(page, expected) {
+  await page.waitForFunction(
+    (expected) => document.querySelector('.call__code')?.textContent === expected,
+    expected,
+    LONG,
+  );
+}

@@ -487,6 +487,17 @@ async fn native_enter(
         .expect("connect")
 }
 
+/// Waits until the server closes the native participant's connection, and checks it closed
+/// with `code`.
+async fn native_closed_with(call: &native::Call, code: conclave_protocol::CloseCode) {
+    let closed = call
+        .wait_for(Duration::from_secs(60), |s| s.closed.is_some())
+        .await;
+    assert!(closed, "still connected: {}", native_state(call));
+    let (got, reason) = call.with(|s| s.closed.clone().expect("closed"));
+    assert_eq!(got, code.code(), "{reason}");
+}
+
 /// Waits until the native participant is in the group with `n` members, a roster of `n`
 /// that matches it, and a code other than `not`; returns the code.
 async fn native_settled(call: &native::Call, n: usize, not: Option<&str>) -> String {
@@ -723,37 +734,13 @@ async fn a_host_in_the_browser_locks_the_call_and_admits_a_guest_from_the_lobby(
     let dana_call = native_enter(&server, &server.v6, "dana", &meeting, true).await;
     steps.go();
     steps.reached("denied").await;
-    assert!(
-        dana_call
-            .wait_for(Duration::from_secs(60), |s| s.closed.is_some())
-            .await,
-        "DANA was not turned away: {}",
-        native_state(&dana_call)
-    );
-    dana_call.with(|s| {
-        let (code, reason) = s.closed.clone().expect("closed");
-        assert_eq!(
-            code,
-            conclave_protocol::CloseCode::Denied.code(),
-            "{reason}"
-        );
-        assert!(s.participant.epoch().is_none(), "never in the group");
-    });
+    native_closed_with(&dana_call, conclave_protocol::CloseCode::Denied).await;
+    dana_call.with(|s| assert!(s.participant.epoch().is_none(), "never in the group"));
     steps.go();
 
     // the host removes MAX: MAX is told, and the group goes on without MAX's keys
     steps.reached("removed").await;
-    assert!(
-        max_call
-            .wait_for(Duration::from_secs(60), |s| s.closed.is_some())
-            .await,
-        "MAX is still in: {}",
-        native_state(&max_call)
-    );
-    max_call.with(|s| {
-        let (code, _) = s.closed.clone().expect("closed");
-        assert_eq!(code, conclave_protocol::CloseCode::Removed.code());
-    });
+    native_closed_with(&max_call, conclave_protocol::CloseCode::Removed).await;
     let after = native_settled(&ivan_call, 2, Some(&code)).await;
     steps.go_with(&after);
     steps.finish().await;
