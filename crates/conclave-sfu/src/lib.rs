@@ -104,7 +104,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::{Bitrate, BweKind};
+use str0m::bwe::BweKind;
 use str0m::change::SdpOffer;
 use str0m::config::CryptoProvider;
 use str0m::media::{
@@ -333,10 +333,10 @@ struct Participant {
     dead: bool,
     /// When its `Rtc` next wants a timeout.
     deadline: Option<Instant>,
-    /// The bandwidth the SFU estimates towards it (TWCC), once known.
-    estimate: Option<Bitrate>,
-    /// When the bitrate it should get was last told to the estimator.
-    desired_at: Option<Instant>,
+    /// The bandwidth the SFU estimates towards it, from its receiver reports.
+    estimate: layers::Estimate,
+    /// When the estimate was last updated.
+    estimated_at: Option<Instant>,
 }
 
 /// The SFU's routing core for every call on this server. See the crate documentation.
@@ -439,8 +439,9 @@ impl Sfu {
             .enable_vp9(true)
             .enable_h264(true)
             .enable_av1(true)
-            // TWCC estimate of the bandwidth towards the participant, for simulcast layers
-            .enable_bwe(Some(Bitrate::bps(layers::INITIAL_ESTIMATE_BPS)))
+            // Receiver reports' loss, once a second, for the estimate towards the
+            // participant (simulcast layers); see layers.rs for why not str0m's estimator.
+            .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         let candidate = Candidate::host(self.local_addr, Protocol::Udp)
             .map_err(|e| SfuError::BadLocalAddress(e.to_string()))?;
@@ -464,8 +465,8 @@ impl Sfu {
                 connected: false,
                 dead: false,
                 deadline: None,
-                estimate: None,
-                desired_at: None,
+                estimate: layers::Estimate::default(),
+                estimated_at: None,
             },
         );
         self.dirty.insert(participant);
@@ -600,7 +601,7 @@ impl Sfu {
     /// Time passed: call it at (or after) the instant of the last [`Output::Timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
-        self.update_desired_bitrates();
+        self.update_estimates();
         self.sweep_quiet_tracks();
         let mut errors = 0;
         for (id, p) in &mut self.participants {
@@ -629,14 +630,13 @@ impl Sfu {
         }
     }
 
-    /// Once a second, tells each participant's bandwidth estimator what it should carry: the
-    /// best layer (or the stream) of every track forwarded to it, with a margin. The
-    /// estimator probes up to that; without it the estimate, and the pacing that follows
-    /// it, would stay where it started.
-    fn update_desired_bitrates(&mut self) {
+    /// Once a second, updates each participant's estimate from what it reported, up to what
+    /// it should carry at best: the best layer (or the stream) of every track aimed at its
+    /// slots.
+    fn update_estimates(&mut self) {
         let now = self.now;
         let due = |p: &Participant| {
-            p.desired_at
+            p.estimated_at
                 .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
         };
         if !self.participants.values().any(|p| !p.dead && due(p)) {
@@ -657,15 +657,14 @@ impl Sfu {
             })
             .collect();
         for p in self.participants.values_mut().filter(|p| !p.dead && due(p)) {
-            p.desired_at = Some(now);
+            p.estimated_at = Some(now);
             let wanted: f64 = p
                 .slots
                 .iter()
                 .filter_map(|s| s.aimed())
                 .filter_map(|t| rates.get(&t))
                 .sum();
-            let wanted = (wanted * 1.2 + 100_000.0).max(layers::INITIAL_ESTIMATE_BPS as f64);
-            p.rtc.bwe().set_desired_bitrate(Bitrate::bps(wanted as u64));
+            p.estimate.update(wanted);
         }
     }
 
@@ -826,9 +825,14 @@ impl Sfu {
                 self.assign(call);
             }
             Event::MediaData(data) => self.forward(id, data),
-            Event::EgressBitrateEstimate(
-                BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
-            ) => p.estimate = Some(estimate),
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+                p.estimate.report_remb(estimate.as_f64());
+            }
+            Event::MediaEgressStats(stats) => {
+                if let Some(loss) = stats.loss {
+                    p.estimate.report_loss(loss);
+                }
+            }
             Event::KeyframeRequest(request) => {
                 let Some(source) = p
                     .slots
@@ -934,9 +938,7 @@ impl Sfu {
             };
             if data.rid.is_some() && slot.aimed() == Some(this.track()) {
                 // the receiver's share of the bandwidth towards it picks the layer
-                let estimate = p
-                    .estimate
-                    .map_or(layers::INITIAL_ESTIMATE_BPS as f64, |b| b.as_f64());
+                let estimate = p.estimate.bps();
                 let aimed = slot.next.or(slot.current).and_then(|s| s.rid);
                 let target = layers::choose(&layers, aimed, estimate / open_video as f64);
                 let wanted = Source {
