@@ -9,6 +9,14 @@ use conclave_server::config::Config;
 use conclave_server::{admin, serve, setup};
 use conclave_types::{DeviceTrust, Role};
 
+/// mimalloc rather than the C library's allocator. glibc keeps an arena per thread that
+/// allocates and rarely hands freed memory back: the Argon2 hashes of sign-ins (19 MiB each,
+/// on blocking threads) and the SFU task moving between worker threads left the server at
+/// 187 MiB resident when idle after the load harness's sign-ins and 277 MiB with a call of 30;
+/// with mimalloc, 51 and 148 MiB (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Conclave: self-hosted, always end-to-end encrypted conferencing.
 #[derive(Debug, Parser)]
 #[command(version, about)]
