@@ -15,7 +15,10 @@
 //! quarter each second (up to half again what the receiver's slots would carry at best),
 //! above 10 % it shrinks by half the loss, in between it holds. That is the loss-based half of
 //! Google congestion control (draft-ietf-rmcat-gcc §6), faster upwards because it only has to
-//! tell three layers apart.
+//! tell three layers apart. Having no probing, it learns that a layer does not fit only by
+//! sending it and losing packets; so after a loss it stays under 85 % of where the loss began
+//! for [`LOSS_MEMORY`], rather than climbing straight back into the same layer and freezing
+//! the receiver's picture every few seconds.
 //!
 //! `str0m`'s send-side estimator (TWCC with delay-based control) was used before, and is not:
 //! it only works with its pacer, which held every packet to every receiver to the estimate.
@@ -48,6 +51,9 @@ const LOSS_HIGH: f32 = 0.10;
 /// How much the estimate grows per update while loss is low.
 const GROWTH: f64 = 1.25;
 
+/// How long the estimate stays under the rate at which loss last began.
+pub(crate) const LOSS_MEMORY: Duration = Duration::from_secs(30);
+
 /// The estimate never falls under this: the lowest layers of every sender still fit.
 const FLOOR_BPS: f64 = 100_000.0;
 
@@ -60,6 +66,8 @@ pub(crate) struct Estimate {
     worst_loss: Option<f32>,
     /// The receiver's own estimate (REMB), if it sends one.
     remb: Option<f64>,
+    /// Where loss last began, and until when the estimate stays under it.
+    ceiling: Option<(f64, Instant)>,
 }
 
 impl Default for Estimate {
@@ -68,6 +76,7 @@ impl Default for Estimate {
             bps: INITIAL_ESTIMATE_BPS as f64,
             worst_loss: None,
             remb: None,
+            ceiling: None,
         }
     }
 }
@@ -93,10 +102,17 @@ impl Estimate {
     /// `wanted_bps` is what the receiver's slots would carry at best: the estimate does not
     /// grow past half again that, so that it can follow a new track up quickly but does not
     /// drift off into bandwidth nobody tested.
-    pub(crate) fn update(&mut self, wanted_bps: f64) {
-        let cap = (wanted_bps * 1.5).max(INITIAL_ESTIMATE_BPS as f64);
+    pub(crate) fn update(&mut self, wanted_bps: f64, now: Instant) {
+        let mut cap = (wanted_bps * 1.5).max(INITIAL_ESTIMATE_BPS as f64);
+        match self.ceiling {
+            Some((bps, until)) if now < until => cap = cap.min(bps * 0.85),
+            _ => self.ceiling = None,
+        }
         match self.worst_loss.take() {
-            Some(loss) if loss > LOSS_HIGH => self.bps *= 1.0 - f64::from(loss) / 2.0,
+            Some(loss) if loss > LOSS_HIGH => {
+                self.ceiling = Some((self.bps, now + LOSS_MEMORY));
+                self.bps *= 1.0 - f64::from(loss) / 2.0;
+            }
             Some(loss) if loss < LOSS_LOW => self.bps = (self.bps * GROWTH).min(cap.max(self.bps)),
             // between the two, or nothing reported (nothing sent): hold
             _ => {}
@@ -219,53 +235,83 @@ mod tests {
 
     #[test]
     fn the_estimate_climbs_without_loss_and_falls_with_it() {
+        let now = Instant::now();
         let mut e = Estimate::default();
         let start = e.bps();
         // nothing reported (nothing sent yet): it holds
-        e.update(5e6);
+        e.update(5e6, now);
         assert_eq!(e.bps(), start);
         for _ in 0..5 {
             e.report_loss(0.0);
-            e.update(5e6);
+            e.update(5e6, now);
         }
         assert!(e.bps() > start * 3.0, "{}", e.bps());
         // it climbs no higher than half again what is wanted
         let mut e = Estimate::default();
         for _ in 0..30 {
             e.report_loss(0.0);
-            e.update(1e6);
+            e.update(1e6, now);
         }
         assert_eq!(e.bps(), 1.5e6);
         // the worst stream counts: 30 % loss on one of them takes 15 % off
         let before = e.bps();
         e.report_loss(0.0);
         e.report_loss(0.3);
-        e.update(1e6);
+        e.update(1e6, now);
         assert!((e.bps() - before * 0.85).abs() < 1.0, "{}", e.bps());
         // moderate loss holds
         let before = e.bps();
         e.report_loss(0.05);
-        e.update(1e6);
+        e.update(1e6, now);
         assert_eq!(e.bps(), before);
         // total loss for a long while ends at the floor, not at zero
         for _ in 0..50 {
             e.report_loss(1.0);
-            e.update(1e6);
+            e.update(1e6, now);
         }
         assert_eq!(e.bps(), FLOOR_BPS);
         // nonsense is ignored
         e.report_loss(f32::NAN);
         e.report_remb(-1.0);
-        e.update(1e6);
+        e.update(1e6, now);
         assert_eq!(e.bps(), FLOOR_BPS);
     }
 
     #[test]
-    fn a_receivers_remb_caps_the_estimate() {
+    fn after_a_loss_the_estimate_stays_under_where_it_began_for_a_while() {
+        let mut now = Instant::now();
         let mut e = Estimate::default();
         for _ in 0..10 {
             e.report_loss(0.0);
-            e.update(3e6);
+            e.update(1e6, now);
+        }
+        let began = e.bps();
+        assert_eq!(began, 1.5e6);
+        // a layer that does not fit: 40 % lost
+        e.report_loss(0.4);
+        e.update(1e6, now);
+        assert!((e.bps() - began * 0.8).abs() < 1.0, "{}", e.bps());
+        // no loss since: it climbs back, but not past 85 % of where the loss began
+        for _ in 0..29 {
+            now += Duration::from_secs(1);
+            e.report_loss(0.0);
+            e.update(1e6, now);
+            assert!(e.bps() <= began * 0.85, "{}", e.bps());
+        }
+        // after LOSS_MEMORY it may try again
+        now += LOSS_MEMORY;
+        e.report_loss(0.0);
+        e.update(1e6, now);
+        assert!(e.bps() > began * 0.85, "{}", e.bps());
+    }
+
+    #[test]
+    fn a_receivers_remb_caps_the_estimate() {
+        let now = Instant::now();
+        let mut e = Estimate::default();
+        for _ in 0..10 {
+            e.report_loss(0.0);
+            e.update(3e6, now);
         }
         assert!(e.bps() > 2e6);
         e.report_remb(400_000.0);

@@ -664,7 +664,7 @@ impl Sfu {
                 .filter_map(|s| s.aimed())
                 .filter_map(|t| rates.get(&t))
                 .sum();
-            p.estimate.update(wanted);
+            p.estimate.update(wanted, now);
         }
     }
 

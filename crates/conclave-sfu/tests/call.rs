@@ -37,6 +37,16 @@ fn frame(sender: u8, video: bool, seq: u16) -> Vec<u8> {
     out
 }
 
+/// A simulcast layer's frame: kind byte 2 for the high layer (5,000 bytes: ~1.2 Mbit/s at
+/// 30 frames a second), 3 for the low one (500 bytes: ~120 kbit/s).
+fn layer_frame(sender: u8, high: bool, seq: u16) -> Vec<u8> {
+    let len = if high { 5_000 } else { 500 };
+    let mut out = vec![0x10, sender, if high { 2 } else { 3 }];
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.resize(len, sender ^ 0x5a);
+    out
+}
+
 struct Client {
     id: ParticipantId,
     addr: SocketAddr,
@@ -58,11 +68,22 @@ struct Client {
     level: Option<i8>,
     /// The camera is on.
     video_on: bool,
+    /// Sends its video as two simulcast layers, `h` and `l`, instead of one stream.
+    simulcast: bool,
+    /// (sender, high layer?) -> simulcast frames received intact
+    layers_received: BTreeMap<(u8, bool), u64>,
 }
 
 impl Client {
     /// Joins with `slots` audio and as many video slots to receive on.
-    fn join(sfu: &mut Sfu, now: Instant, call: CallId, n: u8, slots: usize) -> Client {
+    fn join(
+        sfu: &mut Sfu,
+        now: Instant,
+        call: CallId,
+        n: u8,
+        slots: usize,
+        simulcast: bool,
+    ) -> Client {
         let addr: SocketAddr = format!("10.0.1.{n}:5000").parse().unwrap();
         let crypto = std::sync::Arc::new(str0m::crypto::from_feature_flags());
         let mut rtc = Rtc::builder()
@@ -72,7 +93,13 @@ impl Client {
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut change = rtc.sdp_api();
         let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let layers = simulcast.then(|| {
+            let mut s = str0m::media::Simulcast::new();
+            s.add_send_layer(str0m::media::SimulcastLayer::new("h"));
+            s.add_send_layer(str0m::media::SimulcastLayer::new("l"));
+            s
+        });
+        let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers);
         for _ in 0..slots {
             change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
             change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
@@ -103,6 +130,8 @@ impl Client {
             inbox: VecDeque::new(),
             level: None,
             video_on: true,
+            simulcast,
+            layers_received: BTreeMap::new(),
         }
     }
 
@@ -149,7 +178,17 @@ impl Client {
                 .unwrap()
                 .pt();
             let time = MediaTime::from_90khz(u64::from(seq) * 3000);
-            writer.write(pt, now, time, frame(me, true, seq)).unwrap();
+            if self.simulcast {
+                for (rid, high) in [("h", true), ("l", false)] {
+                    let writer = self.rtc.writer(self.video).unwrap();
+                    let writer = writer.rid(str0m::media::Rid::from(rid));
+                    writer
+                        .write(pt, now, time, layer_frame(me, high, seq))
+                        .unwrap();
+                }
+            } else {
+                writer.write(pt, now, time, frame(me, true, seq)).unwrap();
+            }
             self.video_seq += 1;
             self.next_video += Duration::from_millis(33);
         }
@@ -185,6 +224,15 @@ impl Client {
                 }
                 let (sender, video) = (bytes[1], bytes[2] == 1);
                 let seq = u16::from_be_bytes([bytes[3], bytes[4]]);
+                if let 2 | 3 = bytes[2] {
+                    let high = bytes[2] == 2;
+                    if bytes == layer_frame(sender, high, seq).as_slice() {
+                        *self.layers_received.entry((sender, high)).or_default() += 1;
+                    } else {
+                        self.corrupt += 1;
+                    }
+                    return;
+                }
                 if bytes == frame(sender, video, seq).as_slice() && sender != self.number() {
                     *self.received.entry((sender, video)).or_default() += 1;
                 } else {
@@ -203,6 +251,38 @@ impl Client {
     }
 }
 
+/// A token bucket: a link's rate, with a burst of 50 ms.
+struct Bucket {
+    bits_per_second: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(bits_per_second: f64, now: Instant) -> Bucket {
+        Bucket {
+            bits_per_second,
+            tokens: 0.0,
+            at: now,
+        }
+    }
+
+    /// Whether a datagram of `bytes` fits now (and takes its tokens if it does).
+    fn take(&mut self, now: Instant, bytes: usize) -> bool {
+        let burst = self.bits_per_second * 0.05;
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.bits_per_second).min(burst);
+        self.at = now;
+        let bits = (bytes * 8) as f64;
+        if self.tokens >= bits {
+            self.tokens -= bits;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The SFU, its participants, a virtual clock and what the SFU told the server.
 struct Net {
     sfu: Sfu,
@@ -213,6 +293,9 @@ struct Net {
     call: CallId,
     /// Drop every n-th media-sized datagram, both ways.
     lose_every: Option<u64>,
+    /// A link towards one participant that carries this many bits per second; what comes
+    /// faster is dropped.
+    narrow: Option<(SocketAddr, Bucket)>,
     sent: u64,
     lost: u64,
 }
@@ -227,6 +310,7 @@ impl Net {
             clients: Vec::new(),
             now,
             lose_every: None,
+            narrow: None,
             sent: 0,
             lost: 0,
             events: Vec::new(),
@@ -240,7 +324,13 @@ impl Net {
     }
 
     fn join_with_slots(&mut self, n: u8, slots: usize) {
-        let client = Client::join(&mut self.sfu, self.now, self.call, n, slots);
+        let client = Client::join(&mut self.sfu, self.now, self.call, n, slots, false);
+        self.clients.push(client);
+    }
+
+    /// Joins participant `n` sending simulcast video (layers `h` and `l`).
+    fn join_simulcast(&mut self, n: u8) {
+        let client = Client::join(&mut self.sfu, self.now, self.call, n, 4, true);
         self.clients.push(client);
     }
 
@@ -261,7 +351,7 @@ impl Net {
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
                         assert_eq!(t.source, self.sfu_addr);
-                        if self.lose(&t) {
+                        if self.lose(&t) || self.narrowed(&t) {
                             continue;
                         }
                         if let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) {
@@ -302,6 +392,15 @@ impl Net {
             if !moved {
                 return;
             }
+        }
+    }
+
+    /// Whether the narrow link drops this datagram from the SFU.
+    fn narrowed(&mut self, t: &Transmit) -> bool {
+        let now = self.now;
+        match &mut self.narrow {
+            Some((to, bucket)) if *to == t.destination => !bucket.take(now, t.contents.len()),
+            _ => false,
         }
     }
 
@@ -697,6 +796,50 @@ fn video_survives_packet_loss_intact_and_receivers_send_nacks() {
     }
     let stats = net.sfu.stats();
     assert_eq!(stats.rtc_errors + stats.malformed + stats.unroutable, 0);
+}
+
+/// Simulcast: a receiver behind a link too narrow for the high layer ends up on the low one,
+/// from the loss it reports, while a receiver with room gets the high layer.
+#[test]
+fn a_receiver_on_a_narrow_link_gets_the_low_simulcast_layer() {
+    let mut net = Net::new();
+    net.join_simulcast(1);
+    net.join(2);
+    net.join(3);
+    // only 1 sends video
+    net.client_mut(2).video_on = false;
+    net.client_mut(3).video_on = false;
+    // 500 kbit/s towards participant 3: the low layer (~120 kbit/s) and two voices fit, the
+    // high layer (~1.2 Mbit/s) does not.
+    let narrow = net.client(3).addr;
+    net.narrow = Some((narrow, Bucket::new(500_000.0, net.now)));
+    net.run(Duration::from_secs(15));
+    let (wide, narrow) = (net.client(2), net.client(3));
+    let before = |c: &Client, high| c.layers_received.get(&(1, high)).copied().unwrap_or(0);
+    let (wide_high, wide_low) = (before(wide, true), before(wide, false));
+    let (narrow_high, narrow_low) = (before(narrow, true), before(narrow, false));
+    net.run(Duration::from_secs(10));
+    let (wide, narrow) = (net.client(2), net.client(3));
+    let got = |c: &Client, high, before: u64| {
+        c.layers_received.get(&(1, high)).copied().unwrap_or(0) - before
+    };
+    let (wide_high, wide_low) = (got(wide, true, wide_high), got(wide, false, wide_low));
+    let (narrow_high, narrow_low) = (
+        got(narrow, true, narrow_high),
+        got(narrow, false, narrow_low),
+    );
+    // 10 s at 30 frames a second: 300 frames of one layer or the other
+    assert!(
+        wide_high > 250 && wide_low < 30,
+        "the wide receiver got {wide_high} high and {wide_low} low frames"
+    );
+    assert!(
+        narrow_low > 200 && narrow_high < narrow_low / 4,
+        "the narrow receiver got {narrow_high} high and {narrow_low} low frames"
+    );
+    for c in &net.clients {
+        assert_eq!(c.corrupt, 0, "{} got corrupt frames", c.id);
+    }
 }
 
 /// Known gap: with 10% loss on both hops, some sender-receiver pairs lose about half their
