@@ -854,8 +854,16 @@ async fn bind_towards(sfu: SocketAddr) -> std::io::Result<tokio::net::UdpSocket>
     let probe = tokio::net::UdpSocket::bind((any, 0)).await?;
     probe.connect(sfu).await?;
     let local = probe.local_addr()?.ip();
-    tokio::net::UdpSocket::bind((local, 0)).await
+    let socket = tokio::net::UdpSocket::bind((local, 0)).await?;
+    // Several streams arrive at once (a key frame from each sender after a membership
+    // change): the default receive buffer (208 KiB on Linux) overflowed in load tests.
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(RECEIVE_BUFFER);
+    Ok(socket)
 }
+
+/// The receive buffer asked for on the media socket.
+const RECEIVE_BUFFER: usize = 1 << 20;
 
 /// What a participant received over media, checked against the bundled samples every
 /// native participant sends.

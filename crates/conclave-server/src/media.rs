@@ -74,6 +74,7 @@ impl Media {
     /// If the socket cannot be bound.
     pub async fn bind(listen: SocketAddr) -> std::io::Result<(Self, MediaTask)> {
         let socket = UdpSocket::bind(listen).await?;
+        widen_buffers(&socket);
         let local = socket.local_addr()?;
         let (tx, rx) = mpsc::channel(4096);
         Ok((Self { tx, local }, MediaTask { socket, local, rx }))
@@ -222,6 +223,31 @@ impl MediaTask {
                 },
             }
         }
+    }
+}
+
+/// The receive and send buffers asked for on the SFU's socket.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Widens the SFU socket's buffers. With the kernel's defaults (208 KiB on Linux) a burst
+/// (key frames fanned out to every receiver, receiver reports arriving while the SFU sends)
+/// overflowed them in load tests at 50 participants, and datagrams were dropped. The kernel
+/// caps what it grants at net.core.rmem_max / wmem_max: if that is less, say so, because the
+/// administrator can raise it.
+fn widen_buffers(socket: &UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    let asked = socket
+        .set_recv_buffer_size(SOCKET_BUFFER)
+        .and_then(|()| socket.set_send_buffer_size(SOCKET_BUFFER));
+    // Linux reports twice what was granted (the other half is its bookkeeping).
+    match asked.and_then(|()| socket.recv_buffer_size()) {
+        Ok(granted) if granted < SOCKET_BUFFER => tracing::warn!(
+            granted,
+            "the media socket's receive buffer is smaller than asked ({SOCKET_BUFFER} bytes): \
+             media may be dropped under load; raise net.core.rmem_max and net.core.wmem_max"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "the media socket's buffers could not be widened"),
     }
 }
 
