@@ -239,10 +239,10 @@ fn widen_buffers(socket: &UdpSocket) {
     let asked = socket
         .set_recv_buffer_size(SOCKET_BUFFER)
         .and_then(|()| socket.set_send_buffer_size(SOCKET_BUFFER));
-    // Linux reports twice what was granted (the other half is its bookkeeping).
+    // Linux reports twice what it granted (the other half is its bookkeeping).
     match asked.and_then(|()| socket.recv_buffer_size()) {
-        Ok(granted) if granted < SOCKET_BUFFER => tracing::warn!(
-            granted,
+        Ok(reported) if reported / 2 < SOCKET_BUFFER => tracing::warn!(
+            granted = reported / 2,
             "the media socket's receive buffer is smaller than asked ({SOCKET_BUFFER} bytes): \
              media may be dropped under load; raise net.core.rmem_max and net.core.wmem_max"
         ),

@@ -52,7 +52,7 @@ const LOSS_HIGH: f32 = 0.10;
 const GROWTH: f64 = 1.25;
 
 /// How long the estimate stays under the rate at which loss last began.
-pub(crate) const LOSS_MEMORY: Duration = Duration::from_secs(30);
+const LOSS_MEMORY: Duration = Duration::from_secs(30);
 
 /// The estimate never falls under this: the lowest layers of every sender still fit.
 const FLOOR_BPS: f64 = 100_000.0;
