@@ -52,8 +52,7 @@ fn scenario(server: &Server, scenario: &str, vars: &[(&str, &str)]) -> String {
 
 /// Browser tests take turns. Each runs one or two Chromiums (encoding and decoding video in
 /// software) next to the server and native participants; several at once on a 2-core machine
-/// starve the media, and the SFU's bandwidth estimate reads the scheduling delays as
-/// congestion. Hold the returned guard for the whole test.
+/// starve the media. Hold the returned guard for the whole test.
 async fn my_turn() -> tokio::sync::MutexGuard<'static, ()> {
     static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     TURN.lock().await

@@ -51,6 +51,9 @@ const LOSS_HIGH: f32 = 0.10;
 /// How much the estimate grows per update while loss is low.
 const GROWTH: f64 = 1.25;
 
+/// How often the estimate is updated from what was reported.
+const UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long the estimate stays under the rate at which loss last began.
 const LOSS_MEMORY: Duration = Duration::from_secs(30);
 
@@ -68,6 +71,8 @@ pub(crate) struct Estimate {
     remb: Option<f64>,
     /// Where loss last began, and until when the estimate stays under it.
     ceiling: Option<(f64, Instant)>,
+    /// When it was last updated.
+    updated_at: Option<Instant>,
 }
 
 impl Default for Estimate {
@@ -77,6 +82,7 @@ impl Default for Estimate {
             worst_loss: None,
             remb: None,
             ceiling: None,
+            updated_at: None,
         }
     }
 }
@@ -98,11 +104,18 @@ impl Estimate {
         }
     }
 
-    /// Applies what was reported since the last update (call it about once a second).
+    /// Whether a second has passed since the last update.
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        self.updated_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= UPDATE_INTERVAL)
+    }
+
+    /// Applies what was reported since the last update (call it when [`Estimate::due`]).
     /// `wanted_bps` is what the receiver's slots would carry at best: the estimate does not
     /// grow past half again that, so that it can follow a new track up quickly but does not
     /// drift off into bandwidth nobody tested.
     pub(crate) fn update(&mut self, wanted_bps: f64, now: Instant) {
+        self.updated_at = Some(now);
         let mut cap = (wanted_bps * 1.5).max(INITIAL_ESTIMATE_BPS as f64);
         match self.ceiling {
             Some((bps, until)) if now < until => cap = cap.min(bps * 0.85),

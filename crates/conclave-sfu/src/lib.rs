@@ -335,8 +335,6 @@ struct Participant {
     deadline: Option<Instant>,
     /// The bandwidth the SFU estimates towards it, from its receiver reports.
     estimate: layers::Estimate,
-    /// When the estimate was last updated.
-    estimated_at: Option<Instant>,
 }
 
 /// The SFU's routing core for every call on this server. See the crate documentation.
@@ -466,7 +464,6 @@ impl Sfu {
                 dead: false,
                 deadline: None,
                 estimate: layers::Estimate::default(),
-                estimated_at: None,
             },
         );
         self.dirty.insert(participant);
@@ -635,11 +632,8 @@ impl Sfu {
     /// slots.
     fn update_estimates(&mut self) {
         let now = self.now;
-        let due = |p: &Participant| {
-            p.estimated_at
-                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
-        };
-        if !self.participants.values().any(|p| !p.dead && due(p)) {
+        let due = |p: &Participant| !p.dead && p.estimate.due(now);
+        if !self.participants.values().any(due) {
             return;
         }
         let rates: HashMap<(ParticipantId, Mid), f64> = self
@@ -656,8 +650,7 @@ impl Sfu {
                 })
             })
             .collect();
-        for p in self.participants.values_mut().filter(|p| !p.dead && due(p)) {
-            p.estimated_at = Some(now);
+        for p in self.participants.values_mut().filter(|p| due(p)) {
             let wanted: f64 = p
                 .slots
                 .iter()
