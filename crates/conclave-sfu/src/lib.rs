@@ -18,12 +18,22 @@
 //! large-meeting product does, and the SDP stays the same size whatever the call's size.
 //!
 //! The SFU never interprets media payloads: every frame is SFrame-encrypted end to end by the
-//! participants (`conclave-frame`), and the SFU only reassembles and re-packetizes it with
-//! `str0m`, which reads the RTP header, header extensions and the codec's payload descriptor
-//! (the VP8 payload descriptor and the clear frame-header prefix SFrame leaves for exactly
-//! this purpose). Which sender a slot carries at a moment is in the frame itself (the SFrame
-//! key id names the sender's leaf), so receivers learn it from what they decrypt, not from
-//! the server.
+//! participants (`conclave-frame`). It forwards RTP packets as they arrive (`str0m`'s RTP
+//! mode), the payload shared between receivers and never copied or reassembled; it reads the
+//! RTP header, header extensions and the codec's payload descriptor, which the sender's
+//! packetizer writes in the clear (`codec.rs`: where a frame starts, whether it is a key
+//! frame; for VP8 the key frame bit is in the clear frame-header prefix SFrame leaves for
+//! exactly this purpose). Each slot renumbers what it forwards, so a receiver sees one stream
+//! whoever is on the slot. Which sender a slot carries at a moment is in the frame itself
+//! (the SFrame key id names the sender's leaf), so receivers learn it from what they decrypt,
+//! not from the server.
+//!
+//! # Loss
+//!
+//! What a sender's packets lose on the way to the SFU, the SFU asks again for (NACK) and
+//! forwards when the retransmission (RTX) comes; what is lost on the way to a receiver, the
+//! receiver asks the SFU for, and each video slot answers from what it sent in the last
+//! second. Neither waits for the other: the SFU holds nothing back.
 //!
 //! # Signalling
 //!
@@ -78,14 +88,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! # Limits of this first version
+//! # Limits
 //!
-//! - Media goes through `str0m`'s frame mode (depacketize, then packetize again for each
-//!   receiver), which gives NACK/RTX, sequence numbers and codec matching per receiver for
-//!   free. Forwarding raw RTP (`str0m`'s RTP mode) would be cheaper and closer to "headers
-//!   only"; the load goal (within 2× of a bare relay) may need it.
-//! - A gap that retransmission does not fill holds a receiver's video back for `str0m`'s
-//!   video reordering timeout (2 s).
+//! - The tap reassembles frames of Opus and VP8 (what Conclave's clients send), from packets
+//!   that arrive in order.
+//! - A simulcast switch keeps the sender's VP8 picture ids: the receiver sees them jump at
+//!   the key frame it switches on.
 //!
 //! # Errors
 //!
@@ -94,6 +102,7 @@
 //! SDP from the peer ([`SfuError::BadSdp`]) from misuse by the caller (an unknown participant,
 //! an answer nobody asked for).
 
+mod codec;
 mod layers;
 mod slots;
 mod speaker;
@@ -107,10 +116,10 @@ use std::time::{Duration, Instant};
 use str0m::bwe::BweKind;
 use str0m::change::SdpOffer;
 use str0m::config::CryptoProvider;
-use str0m::media::{
-    Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaData, MediaKind, Mid, Rid,
-};
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 
 use slots::{Slot, Source};
@@ -123,6 +132,10 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// The most slots of one kind (audio or video) a participant gets; further `recvonly` m-lines
 /// of that kind carry nothing. Bounds what one receiver costs the SFU.
 pub const MAX_SLOTS_PER_KIND: usize = 25;
+
+/// What each video slot keeps of what it sent, to answer the receiver's NACKs: at most this
+/// many packets, for at most this long.
+const RTX_CACHE: (usize, Duration) = (512, Duration::from_secs(1));
 
 /// The timeout [`Sfu::poll_output`] gives when no participant waits on time.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -192,8 +205,8 @@ pub enum SfuEvent {
         participant: ParticipantId,
     },
     /// A frame the SFU forwards, exactly as it sees it (only with [`Sfu::set_tap`]): the
-    /// RTP payload after SRTP, which for Conclave is an SFrame ciphertext. For audits that
-    /// the server cannot read media, and for tests.
+    /// frame reassembled from the RTP payloads after SRTP (Opus and VP8), which for Conclave
+    /// is an SFrame ciphertext. For audits that the server cannot read media, and for tests.
     Tapped {
         /// The sender's call.
         call: CallId,
@@ -283,10 +296,11 @@ pub struct SfuStats {
     pub unroutable: u64,
     /// Datagrams a participant's WebRTC stack refused, and its other errors.
     pub rtc_errors: u64,
-    /// Frames written to a receiver.
-    pub frames_forwarded: u64,
-    /// Frames a receiver could not take (no matching codec, write refused).
-    pub frames_dropped: u64,
+    /// RTP packets written to a receiver.
+    pub packets_forwarded: u64,
+    /// RTP packets a receiver could not take (no matching codec or stream), or from before
+    /// its slot switched to their sender.
+    pub packets_dropped: u64,
     /// Key frame requests sent to senders.
     pub keyframe_requests: u64,
 }
@@ -302,9 +316,17 @@ struct TrackIn {
     layers: Vec<layers::Layer>,
     /// The bitrate of an unlayered track.
     meter: layers::Meter,
-    /// When its last frame arrived. Only tracks that send fill slots: an m-line whose camera
+    /// When its last packet arrived. Only tracks that send fill slots: an m-line whose camera
     /// is off, or a muted microphone, must not take the slot of someone who sends.
     last_frame: Option<Instant>,
+}
+
+/// What the SFU knows of one incoming RTP stream (SSRC), found once from `str0m`'s stream and
+/// codec tables.
+#[derive(Debug, Clone, Copy)]
+struct StreamIn {
+    mid: Mid,
+    rid: Option<Rid>,
 }
 
 impl TrackIn {
@@ -335,6 +357,8 @@ struct Participant {
     deadline: Option<Instant>,
     /// The bandwidth the SFU estimates towards it, from its receiver reports.
     estimate: layers::Estimate,
+    /// Its incoming streams by SSRC.
+    streams_in: HashMap<Ssrc, StreamIn>,
 }
 
 /// The SFU's routing core for every call on this server. See the crate documentation.
@@ -356,6 +380,8 @@ pub struct Sfu {
     speakers: HashMap<CallId, speaker::SpeakerDetector>,
     /// Participants added so far (their `joined`).
     arrivals: u64,
+    /// Frames being reassembled for the tap, by sender and stream.
+    tapped: HashMap<(ParticipantId, Ssrc), Vec<u8>>,
     /// When quiet tracks were last looked for.
     swept_at: Instant,
 }
@@ -387,6 +413,7 @@ impl Sfu {
             tap: false,
             speakers: HashMap::new(),
             arrivals: 0,
+            tapped: HashMap::new(),
             swept_at: now,
         }
     }
@@ -431,6 +458,8 @@ impl Sfu {
         let mut rtc = Rtc::builder()
             .set_crypto_provider(Arc::clone(&self.crypto))
             .set_ice_lite(true)
+            // Packets are forwarded as they come, renumbered per slot; see `forward`.
+            .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
@@ -464,6 +493,7 @@ impl Sfu {
                 dead: false,
                 deadline: None,
                 estimate: layers::Estimate::default(),
+                streams_in: HashMap::new(),
             },
         );
         self.dirty.insert(participant);
@@ -485,6 +515,7 @@ impl Sfu {
             self.speakers.remove(&gone.call);
         }
         self.by_address.retain(|_, p| *p != participant);
+        self.tapped.retain(|(p, _), _| *p != participant);
         self.assign(gone.call);
         Ok(())
     }
@@ -585,7 +616,10 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&id) else {
             return Err(ReceiveError::Unroutable);
         };
-        match p.rtc.handle_input(input) {
+        let handled = p.rtc.handle_input(input);
+        // str0m holds one received RTP packet until it is polled: take it before the next.
+        self.poll_participant(id);
+        match handled {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::debug!(participant = %id, error = %e, "datagram refused");
@@ -711,61 +745,78 @@ impl Sfu {
             .unwrap_or(self.now + IDLE_TIMEOUT)
     }
 
-    /// Polls every dirty participant's `Rtc` until it has nothing more, then acts on what they
-    /// said (which may dirty others).
+    /// Polls every dirty participant's `Rtc`.
     fn poll_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
-        let mut events = Vec::new();
-        let mut dead_calls = Vec::new();
         for id in dirty {
-            let Some(p) = self.participants.get_mut(&id) else {
-                continue;
-            };
-            if p.dead {
-                continue;
-            }
-            self.request_wanted_keyframes(id);
-            let Some(p) = self.participants.get_mut(&id) else {
-                continue;
-            };
-            loop {
-                match p.rtc.poll_output() {
-                    Ok(str0m::Output::Timeout(at)) => {
-                        p.deadline = Some(at);
-                        break;
-                    }
-                    Ok(str0m::Output::Transmit(t)) => {
-                        self.outputs.push_back(Output::Transmit(Transmit {
-                            source: t.source,
-                            destination: t.destination,
-                            contents: t.contents.into(),
-                        }));
-                    }
-                    Ok(str0m::Output::Event(event)) => events.push((id, event)),
-                    Err(e) => {
-                        tracing::debug!(participant = %id, error = %e, "connection failed");
+            self.poll_participant(id);
+        }
+    }
+
+    /// Polls one participant's `Rtc` until it has nothing more, then acts on what it said
+    /// (which may dirty others).
+    fn poll_participant(&mut self, id: ParticipantId) {
+        self.dirty.remove(&id);
+        if self.participants.get(&id).is_none_or(|p| p.dead) {
+            return;
+        }
+        self.request_wanted_keyframes(id);
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut events = Vec::new();
+        // Without a pacer, str0m releases one queued packet per timeout: after each packet
+        // it wants `handle_timeout` at once. Giving it here, rather than through the
+        // driver's timer, sends a whole burst in one poll.
+        let now = self.now;
+        let mut sent = false;
+        loop {
+            match p.rtc.poll_output() {
+                Ok(str0m::Output::Timeout(at)) if sent && at <= now => {
+                    sent = false;
+                    if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(participant = %id, error = %e, "timeout refused");
                         self.stats.rtc_errors += 1;
-                        p.rtc.disconnect();
+                        p.deadline = Some(now);
                         break;
                     }
                 }
-            }
-            if !p.rtc.is_alive() && !p.dead {
-                p.dead = true;
-                p.deadline = None;
-                let call = p.call;
-                dead_calls.push(call);
-                self.outputs
-                    .push_back(Output::Event(SfuEvent::Disconnected {
-                        call,
-                        participant: id,
+                Ok(str0m::Output::Timeout(at)) => {
+                    p.deadline = Some(at);
+                    break;
+                }
+                Ok(str0m::Output::Transmit(t)) => {
+                    sent = true;
+                    self.outputs.push_back(Output::Transmit(Transmit {
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.into(),
                     }));
+                }
+                Ok(str0m::Output::Event(event)) => events.push(event),
+                Err(e) => {
+                    tracing::debug!(participant = %id, error = %e, "connection failed");
+                    self.stats.rtc_errors += 1;
+                    p.rtc.disconnect();
+                    break;
+                }
             }
         }
-        for (id, event) in events {
+        let mut died = None;
+        if !p.rtc.is_alive() && !p.dead {
+            p.dead = true;
+            p.deadline = None;
+            died = Some(p.call);
+            self.outputs
+                .push_back(Output::Event(SfuEvent::Disconnected {
+                    call: p.call,
+                    participant: id,
+                }));
+        }
+        for event in events {
             self.handle_event(id, event);
         }
-        for call in dead_calls {
+        if let Some(call) = died {
             self.assign(call);
         }
     }
@@ -814,10 +865,19 @@ impl Sfu {
                 let room = p.slots.iter().filter(|s| s.kind == kind).count() < MAX_SLOTS_PER_KIND;
                 if sends && room && !p.slots.iter().any(|s| s.mid == mid) {
                     p.slots.push(Slot::new(mid, kind));
+                    if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                        // Receivers' NACKs for video are answered from here: a second is
+                        // plenty for a round trip, and keeps each slot's cache small.
+                        let (packets, age) = match kind {
+                            MediaKind::Video => RTX_CACHE,
+                            MediaKind::Audio => (0, Duration::ZERO),
+                        };
+                        tx.set_rtx_cache(packets, age, None);
+                    }
                 }
                 self.assign(call);
             }
-            Event::MediaData(data) => self.forward(id, data),
+            Event::RtpPacket(packet) => self.forward(id, packet),
             Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
                 p.estimate.report_remb(estimate.as_f64());
             }
@@ -850,29 +910,59 @@ impl Sfu {
         }
     }
 
-    /// Writes one incoming frame of `origin` to every other participant of its call whose slot
-    /// carries the track (switching slots to it at its key frames).
-    fn forward(&mut self, origin: ParticipantId, data: MediaData) {
-        let Some(sender) = self.participants.get(&origin) else {
+    /// Forwards one incoming RTP packet of `origin` to every other participant of its call whose
+    /// slot carries its stream, renumbered for that slot (switching slots to the stream at its
+    /// key frames). The payload is shared, never copied or read beyond the codec's descriptor.
+    fn forward(&mut self, origin: ParticipantId, packet: RtpPacket) {
+        let now = self.now;
+        let Some(sender) = self.participants.get_mut(&origin) else {
             return;
         };
         let call = sender.call;
-        let now = self.now;
+        let ssrc = packet.header.ssrc;
+        let stream = match sender.streams_in.get(&ssrc) {
+            Some(s) => *s,
+            None => {
+                let mut api = sender.rtc.direct_api();
+                let Some(s) = api.stream_rx(&ssrc).map(|rx| StreamIn {
+                    mid: rx.mid(),
+                    rid: rx.rid(),
+                }) else {
+                    return;
+                };
+                sender.streams_in.insert(ssrc, s);
+                s
+            }
+        };
+        let Some(params) = sender
+            .rtc
+            .codec_config()
+            .find(|p| p.pt() == packet.header.payload_type)
+            .copied()
+        else {
+            return;
+        };
+        let codec = params.spec().codec;
+        let audio = codec.is_audio();
+        let inspected = codec::inspect(codec, &packet.payload);
         if self.tap {
-            self.outputs.push_back(Output::Event(SfuEvent::Tapped {
-                call,
-                participant: origin,
-                audio: data.params.spec().codec.is_audio(),
-                payload: data.data.to_vec(),
-            }));
+            self.tap_packet(call, origin, ssrc, codec, &packet);
         }
-        if let Some(level) = data.ext_vals.audio_level {
+        let ext = &packet.header.ext_vals;
+        if let Some(level) = ext.audio_level {
             self.observe_level(call, origin, level);
         }
+        let forwarded_ext = ExtensionValues {
+            audio_level: ext.audio_level,
+            voice_activity: ext.voice_activity,
+            ..ExtensionValues::default()
+        };
+
+        let mid = stream.mid;
         let Some(track) = self
             .participants
             .get_mut(&origin)
-            .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == data.mid))
+            .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == mid))
         else {
             return;
         };
@@ -884,36 +974,26 @@ impl Sfu {
         let Some(track) = self
             .participants
             .get_mut(&origin)
-            .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == data.mid))
+            .and_then(|p| p.tracks_in.iter_mut().find(|t| t.mid == mid))
         else {
             return;
         };
-        let layers = match data.rid {
+        let layers = match stream.rid {
             Some(rid) => {
-                layers::observe(&mut track.layers, rid, data.data.len(), now);
+                layers::observe(&mut track.layers, rid, packet.payload.len(), now);
                 track.layers.clone()
             }
             None => {
-                track.meter.observe(data.data.len(), now);
+                track.meter.observe(packet.payload.len(), now);
                 Vec::new()
             }
         };
-        if !data.contiguous && !self.throttled(origin, data.mid) {
-            self.request_keyframe(
-                origin,
-                data.mid,
-                data.rid,
-                KeyframeRequestKind::Pli,
-                KeyframeReason::Loss,
-            );
-        }
-        let audio = data.params.spec().codec.is_audio();
-        let keyframe = data.is_keyframe();
         let this = Source {
             origin,
-            mid: data.mid,
-            rid: data.rid,
+            mid,
+            rid: stream.rid,
         };
+        let rate = params.spec().clock_rate.get();
         let mut switches = Vec::new();
         let mut waiting = false;
         for (id, p) in &mut self.participants {
@@ -926,10 +1006,11 @@ impl Sfu {
                 .filter(|s| s.kind == MediaKind::Video && s.aimed().is_some())
                 .count()
                 .max(1);
-            let Some(slot) = p.slots.iter_mut().find(|s| s.serves(origin, data.mid)) else {
+            let Some(slot) = p.slots.iter_mut().find(|s| s.serves(origin, mid)) else {
                 continue;
             };
-            if data.rid.is_some() && slot.aimed() == Some(this.track()) {
+            if stream.rid.is_some() && inspected.starts_frame && slot.aimed() == Some(this.track())
+            {
                 // the receiver's share of the bandwidth towards it picks the layer
                 let estimate = p.estimate.bps();
                 let aimed = slot.next.or(slot.current).and_then(|s| s.rid);
@@ -947,42 +1028,52 @@ impl Sfu {
                     }
                 }
             }
-            waiting |= slot.next == Some(this) && !keyframe && !audio;
-            if slot.next == Some(this) && (keyframe || audio) {
-                tracing::debug!(receiver = %id, slot = %slot.mid, origin = %origin, rid = ?data.rid, "slot switches");
+            let keyframe = inspected.starts_keyframe;
+            waiting |= slot.next == Some(this) && inspected.starts_frame && !keyframe;
+            if slot.next == Some(this) && keyframe {
+                tracing::debug!(receiver = %id, slot = %slot.mid, origin = %origin, rid = ?stream.rid, "slot switches");
                 slot.current = slot.next.take();
             }
             if slot.current != Some(this) {
                 continue;
             }
-            let time = slot.rtp_time(this, data.time, data.network_time);
-            let Some(writer) = p.rtc.writer(slot.mid) else {
-                self.stats.frames_dropped += 1;
+            let Some(out) = slot.renumber(this, packet.seq_no, packet.header.timestamp, rate, now)
+            else {
+                self.stats.packets_dropped += 1;
                 continue;
             };
-            let Some(pt) = writer.match_params(data.params) else {
-                self.stats.frames_dropped += 1;
+            let slot_mid = slot.mid;
+            let Some(pt) = p.rtc.codec_config().match_params(params).map(|p| p.pt()) else {
+                self.stats.packets_dropped += 1;
                 continue;
             };
-            let writer = match (data.ext_vals.audio_level, data.ext_vals.voice_activity) {
-                (Some(level), vad) => writer.audio_level(level, vad.unwrap_or(false)),
-                (None, _) => writer,
+            let mut api = p.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(slot_mid, None) else {
+                self.stats.packets_dropped += 1;
+                continue;
             };
-            match writer.write(pt, data.network_time, time, Arc::clone(&data.data)) {
-                Ok(()) => self.stats.frames_forwarded += 1,
-                Err(e) => {
-                    tracing::debug!(participant = %id, error = %e, "frame not written");
-                    self.stats.frames_dropped += 1;
-                }
-            }
+            tx.write_rtp(
+                RtpWrite::new(
+                    pt,
+                    out.seq,
+                    out.time,
+                    packet.timestamp,
+                    Arc::clone(&packet.payload),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(forwarded_ext.clone())
+                // receivers' NACKs for video are answered from the slot's cache
+                .nackable(!audio),
+            );
+            self.stats.packets_forwarded += 1;
             self.dirty.insert(*id);
         }
         // A slot waits for this stream's key frame: the request may have been lost.
-        if waiting && switches.is_empty() && !self.throttled(origin, data.mid) {
+        if waiting && switches.is_empty() && !self.throttled(origin, mid) {
             self.request_keyframe(
                 origin,
-                data.mid,
-                data.rid,
+                mid,
+                stream.rid,
                 KeyframeRequestKind::Pli,
                 KeyframeReason::NewReceiver,
             );
@@ -995,11 +1086,55 @@ impl Sfu {
             asked.push(rid);
             self.request_keyframe(
                 origin,
-                data.mid,
+                mid,
                 Some(rid),
                 KeyframeRequestKind::Pli,
                 KeyframeReason::LayerSwitch,
             );
+        }
+    }
+
+    /// Reassembles the frames of `origin`'s stream `ssrc` from its packets for the tap
+    /// ([`SfuEvent::Tapped`]): an audio packet is a frame; a VP8 frame runs from the packet
+    /// that starts it to the one with the marker bit, each packet's payload descriptor
+    /// removed. Only Opus and VP8, what Conclave's clients send, are reassembled, and only
+    /// when the packets arrive in order (the tap serves audits and tests on loopback).
+    fn tap_packet(
+        &mut self,
+        call: CallId,
+        origin: ParticipantId,
+        ssrc: Ssrc,
+        codec: Codec,
+        packet: &RtpPacket,
+    ) {
+        let payload = &packet.payload[..];
+        let audio = codec.is_audio();
+        let frame = if audio {
+            Some(payload.to_vec())
+        } else if codec == Codec::Vp8 {
+            let Some(start) = codec::vp8_descriptor_len(payload) else {
+                return;
+            };
+            let buffer = self.tapped.entry((origin, ssrc)).or_default();
+            if codec::inspect(codec, payload).starts_frame {
+                buffer.clear();
+            }
+            buffer.extend_from_slice(&payload[start..]);
+            packet
+                .header
+                .marker
+                .then(|| std::mem::take(buffer))
+                .filter(|f| !f.is_empty())
+        } else {
+            None
+        };
+        if let Some(payload) = frame {
+            self.outputs.push_back(Output::Event(SfuEvent::Tapped {
+                call,
+                participant: origin,
+                audio,
+                payload,
+            }));
         }
     }
 
@@ -1126,14 +1261,15 @@ impl Sfu {
                 }
             }
         };
-        let Some(mut writer) = p.rtc.writer(mid) else {
-            return;
-        };
-        // Fails while nothing has arrived on the stream yet; its first frame is a key frame.
-        let asked = rids
-            .into_iter()
-            .filter(|rid| writer.request_keyframe(*rid, kind).is_ok())
-            .count();
+        // No stream while nothing has arrived on it yet; its first frame is a key frame.
+        let mut api = p.rtc.direct_api();
+        let mut asked = 0;
+        for rid in rids {
+            if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
+                rx.request_keyframe(kind);
+                asked += 1;
+            }
+        }
         tracing::debug!(origin = %origin, asked, ?reason, "keyframe request");
         if asked == 0 {
             return;

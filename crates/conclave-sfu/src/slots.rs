@@ -12,12 +12,14 @@
 //! Audio changes slot at once. Video keeps playing the old track on the slot until a key
 //! frame of the new one arrives (the SFU asks for one), because a decoder can only start
 //! there; simulcast layer changes ride on the same mechanism. Across a change the slot's RTP
-//! timestamps continue from where they were (advanced by the wall-clock time that passed), so
-//! the receiver's jitter buffer sees one stream rather than a jump.
+//! sequence numbers and timestamps continue from where they were (the timestamps advanced by
+//! the wall-clock time that passed), so the receiver's jitter buffer sees one stream rather
+//! than a jump.
 
 use std::time::{Duration, Instant};
 
-use str0m::media::{MediaKind, MediaTime, Mid, Rid};
+use str0m::media::{MediaKind, Mid, Rid};
+use str0m::rtp::SeqNo;
 
 use crate::ParticipantId;
 
@@ -49,14 +51,28 @@ pub(crate) struct Slot {
     timeline: Option<Timeline>,
 }
 
-/// Where a slot's RTP clock stands: frames of `from` at `base_in` go out at `base_out`.
+/// How a slot renumbers what it forwards: packets of `from` go out with their sequence number
+/// and RTP timestamp shifted by offsets fixed when the slot switched to `from`, so that the
+/// receiver sees one stream whose numbers run on, whoever sends on it.
 #[derive(Debug, Clone, Copy)]
 struct Timeline {
     from: Source,
-    base_in: MediaTime,
-    base_out: MediaTime,
-    last_out: MediaTime,
+    /// The first sequence number of `from` the slot forwarded; earlier ones, arriving late,
+    /// would be numbered into what the previous source used, and are dropped.
+    first: u64,
+    seq_offset: u64,
+    time_offset: u32,
+    /// The highest sequence number and the latest timestamp sent, and when.
+    last_seq: u64,
+    last_time: u32,
     last_at: Instant,
+}
+
+/// A forwarded packet's new numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Renumbered {
+    pub(crate) seq: SeqNo,
+    pub(crate) time: u32,
 }
 
 impl Slot {
@@ -84,44 +100,61 @@ impl Slot {
             .any(|s| s.track() == (origin, mid))
     }
 
-    /// The RTP time to write a frame of `from` taken at `time` (its sender's clock) with, as
-    /// it goes out `at`: the sender's clock shifted so that the slot's clock runs on without
-    /// a jump when the slot changed source.
-    pub(crate) fn rtp_time(&mut self, from: Source, time: MediaTime, at: Instant) -> MediaTime {
-        let rate = time.frequency();
-        let out = match self.timeline {
-            Some(t) if t.from == from => (t.base_out + time.saturating_sub(t.base_in)).rebase(rate),
-            Some(t) => {
-                // at least one tick on, so that the first frame of the new source is later
-                let gap = MediaTime::from(at.saturating_duration_since(t.last_at))
-                    .rebase(rate)
-                    .max(MediaTime::new(1, rate));
-                let base_out = (t.last_out.rebase(rate) + gap).rebase(rate);
-                self.timeline = Some(Timeline {
-                    from,
-                    base_in: time,
-                    base_out,
-                    last_out: base_out,
-                    last_at: at,
-                });
-                base_out
+    /// The numbers a packet of `from` (sequence number `seq`, RTP timestamp `time` on a clock
+    /// of `rate` Hz) goes out with `at` this instant, or `None` if it is from before the slot
+    /// switched to `from`. At a switch the sequence continues from the last one sent and the
+    /// clock moves on by the wall-clock time that passed (at least one tick), so the receiver's
+    /// jitter buffer sees one stream rather than a jump.
+    pub(crate) fn renumber(
+        &mut self,
+        from: Source,
+        seq: SeqNo,
+        time: u32,
+        rate: u32,
+        at: Instant,
+    ) -> Option<Renumbered> {
+        let seq = *seq;
+        let t = match &mut self.timeline {
+            Some(t) if t.from == from => {
+                if seq < t.first {
+                    return None;
+                }
+                t
             }
-            None => {
-                self.timeline = Some(Timeline {
+            previous => {
+                let (seq_offset, time_offset) = match previous {
+                    Some(p) => {
+                        let passed = at.saturating_duration_since(p.last_at).as_micros();
+                        let ticks = (passed * u128::from(rate) / 1_000_000).max(1);
+                        let next_time = p.last_time.wrapping_add(ticks as u32);
+                        (
+                            p.last_seq.wrapping_add(1).wrapping_sub(seq),
+                            next_time.wrapping_sub(time),
+                        )
+                    }
+                    None => (0, 0),
+                };
+                self.timeline.insert(Timeline {
                     from,
-                    base_in: time,
-                    base_out: time,
-                    last_out: time,
+                    first: seq,
+                    seq_offset,
+                    time_offset,
+                    last_seq: seq.wrapping_add(seq_offset),
+                    last_time: time.wrapping_add(time_offset),
                     last_at: at,
-                });
-                time
+                })
             }
         };
-        if let Some(t) = &mut self.timeline {
-            t.last_out = out;
+        let out = Renumbered {
+            seq: seq.wrapping_add(t.seq_offset).into(),
+            time: time.wrapping_add(t.time_offset),
+        };
+        if *out.seq >= t.last_seq {
+            t.last_seq = *out.seq;
+            t.last_time = out.time;
             t.last_at = at;
         }
-        out
+        Some(out)
     }
 }
 
@@ -187,7 +220,6 @@ pub(crate) const QUIET_AFTER: Duration = Duration::from_secs(3);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use str0m::media::Frequency;
 
     fn track(origin: u64, mid: &str) -> (ParticipantId, Mid) {
         (ParticipantId(origin), Mid::from(mid))
@@ -238,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn rtp_time_passes_through_then_runs_on_across_a_change_of_source() {
+    fn numbers_pass_through_then_run_on_across_a_change_of_source() {
         let mut slot = Slot::new(Mid::from("r0"), MediaKind::Video);
         let start = Instant::now();
         let a = Source {
@@ -250,20 +282,43 @@ mod tests {
             origin: ParticipantId(2),
             ..a
         };
-        let t = |ticks: u64| MediaTime::new(ticks, Frequency::NINETY_KHZ);
-        assert_eq!(slot.rtp_time(a, t(1_000), start), t(1_000));
-        let at = start + Duration::from_millis(100);
-        assert_eq!(slot.rtp_time(a, t(10_000), at), t(10_000));
-        // b's clock is far off; its first frame 50 ms later goes out 4_500 ticks later
-        let at = at + Duration::from_millis(50);
-        assert_eq!(slot.rtp_time(b, t(900_000), at), t(14_500));
+        let r = |seq: u64, time: u32| {
+            Some(Renumbered {
+                seq: seq.into(),
+                time,
+            })
+        };
+        let ms = |n: u64| start + Duration::from_millis(n);
         assert_eq!(
-            slot.rtp_time(b, t(903_000), at + Duration::from_millis(33)),
-            t(17_500)
+            slot.renumber(a, 100.into(), 1_000, 90_000, start),
+            r(100, 1_000)
         );
-        // a frame of the same source at the same instant still moves the clock on
-        let mut slot = Slot::new(Mid::from("r1"), MediaKind::Video);
-        slot.rtp_time(a, t(5), start);
-        assert_eq!(slot.rtp_time(b, t(0), start), t(6));
+        assert_eq!(
+            slot.renumber(a, 102.into(), 10_000, 90_000, ms(100)),
+            r(102, 10_000)
+        );
+        // a late packet of the same source keeps its place
+        assert_eq!(
+            slot.renumber(a, 101.into(), 10_000, 90_000, ms(101)),
+            r(101, 10_000)
+        );
+        // b's numbers are far off; its first packet 50 ms later follows a's last directly
+        assert_eq!(
+            slot.renumber(b, 7_000.into(), 900_000, 90_000, ms(150)),
+            r(103, 14_500)
+        );
+        assert_eq!(
+            slot.renumber(b, 7_001.into(), 903_000, 90_000, ms(183)),
+            r(104, 17_500)
+        );
+        // a packet of b from before the switch would reuse a number a sent: dropped
+        assert_eq!(
+            slot.renumber(b, 6_999.into(), 897_000, 90_000, ms(184)),
+            None
+        );
+        // the timestamp wraps as RTP's does
+        let mut slot = Slot::new(Mid::from("r1"), MediaKind::Audio);
+        slot.renumber(a, 5.into(), u32::MAX, 48_000, start);
+        assert_eq!(slot.renumber(b, 0.into(), 0, 48_000, start), r(6, 0));
     }
 }

@@ -291,11 +291,12 @@ struct Net {
     now: Instant,
     events: Vec<SfuEvent>,
     call: CallId,
-    /// Drop every n-th media-sized datagram, both ways.
+    /// Drop one in n media-sized datagrams, both ways, at random.
     lose_every: Option<u64>,
     /// A link towards one participant that carries this many bits per second; what comes
     /// faster is dropped.
     narrow: Option<(SocketAddr, Bucket)>,
+    /// The loss's random state.
     sent: u64,
     lost: u64,
 }
@@ -311,7 +312,7 @@ impl Net {
             now,
             lose_every: None,
             narrow: None,
-            sent: 0,
+            sent: 0x2545_f491_4f6c_dd1d,
             lost: 0,
             events: Vec::new(),
             call: CallId(7),
@@ -412,7 +413,12 @@ impl Net {
         if t.contents.len() < 200 {
             return false; // STUN, DTLS, RTCP and audio get through
         }
-        self.sent += 1;
+        // A fixed pseudo-random sequence (xorshift), not every n-th datagram: losses at a fixed
+        // period line up with the fixed period at which retransmissions are asked for, and
+        // then the same packet is lost every time it is resent, which no network does.
+        self.sent ^= self.sent << 13;
+        self.sent ^= self.sent >> 7;
+        self.sent ^= self.sent << 17;
         if self.sent % n == 0 {
             self.lost += 1;
             return true;
@@ -490,7 +496,7 @@ fn three_participants_receive_each_other_intact() {
     }
     let stats = net.sfu.stats();
     assert_eq!(stats.malformed + stats.unroutable + stats.rtc_errors, 0);
-    assert!(stats.frames_forwarded > 0);
+    assert!(stats.packets_forwarded > 0);
 }
 
 #[test]
@@ -767,8 +773,7 @@ fn video_survives_packet_loss_intact_and_receivers_send_nacks() {
     net.lose_every = None;
     assert!(net.lost > 50, "lost {}", net.lost);
     // A gap that retransmission did not fill holds a receiver's frames back for up to str0m's
-    // video reordering timeout (2 s) before it moves on, and the bandwidth estimate that the
-    // loss pulled down (the SFU paces each receiver to it) takes a moment to climb again.
+    // video reordering timeout (2 s) before it moves on.
     net.run(Duration::from_secs(4));
     let before: Vec<u64> = net
         .clients
@@ -842,12 +847,10 @@ fn a_receiver_on_a_narrow_link_gets_the_low_simulcast_layer() {
     }
 }
 
-/// Known gap: with 10% loss on both hops, some sender-receiver pairs lose about half their
-/// video frames although NACKs and retransmissions flow: a gap that no retransmission fills
-/// (a lost RTX packet is apparently not asked for again) stalls that receiver's stream for
-/// str0m's 2 s video reordering timeout.
+/// With one video packet in ten lost on each hop, every frame still arrives: the SFU asks the
+/// sender again for what it missed and forwards the retransmission when it comes, and answers
+/// a receiver's NACKs for what was lost on the way to it from its own cache.
 #[test]
-#[ignore = "NACK/RTX repair through the SFU is incomplete for some streams; under investigation"]
 fn lost_video_packets_are_repaired_by_nack_and_rtx() {
     let mut net = Net::new();
     for n in 1..=3 {
@@ -861,7 +864,7 @@ fn lost_video_packets_are_repaired_by_nack_and_rtx() {
         .collect();
     let sent_before: Vec<u16> = net.clients.iter().map(|c| c.video_seq).collect();
 
-    // Every 10th video packet is lost, on the way to the SFU and on the way from it.
+    // One video packet in ten is lost, on the way to the SFU and on the way from it.
     net.lose_every = Some(10);
     net.run(Duration::from_secs(3));
     net.lose_every = None;
