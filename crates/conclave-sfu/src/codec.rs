@@ -61,6 +61,20 @@ pub(crate) fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
     (len < payload.len()).then_some(len)
 }
 
+/// The width of a VP8 packet's picture id (0x7f or 0x7fff, as a mask), if it has one.
+pub(crate) fn vp8_picture_id_mask(payload: &[u8]) -> Option<u16> {
+    let has_extension = payload.first()? & 0x80 != 0;
+    let has_picture_id = has_extension && payload.get(1)? & 0x80 != 0;
+    if !has_picture_id {
+        return None;
+    }
+    Some(if payload.get(2)? & 0x80 != 0 {
+        0x7fff
+    } else {
+        0x7f
+    })
+}
+
 /// VP8: S (start of a partition) with partition index 0 starts a frame; the frame's first byte,
 /// whose lowest bit is the inverse key frame flag (RFC 6386 §9.1), stays clear under SFrame.
 fn vp8(payload: &[u8]) -> Option<Packet> {
@@ -140,6 +154,9 @@ mod tests {
         // X, I with a 15-bit picture id, L, T: five descriptor bytes, then the frame
         let p = [0x90, 0xe0, 0x80 | 0x12, 0x34, 0x07, 0x20, 0x50, 0xaa];
         assert_eq!(vp8_descriptor_len(&p), Some(6));
+        assert_eq!(vp8_picture_id_mask(&p), Some(0x7fff));
+        assert_eq!(vp8_picture_id_mask(&[0x90, 0x80, 0x12, 0x10]), Some(0x7f));
+        assert_eq!(vp8_picture_id_mask(&[0x10, 0x10]), None);
         assert!(inspect(Codec::Vp8, &p).starts_keyframe);
         // a continuation packet (no S) never starts a key frame, whatever follows
         assert_eq!(inspect(Codec::Vp8, &[0x00, 0x00]), Packet::default());
@@ -165,6 +182,7 @@ mod tests {
                     let _ = inspect(codec, &p);
                 }
                 let _ = vp8_descriptor_len(&p);
+                let _ = vp8_picture_id_mask(&p);
             }
         }
     }

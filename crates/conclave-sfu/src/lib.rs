@@ -23,8 +23,8 @@
 //! RTP header, header extensions and the codec's payload descriptor, which the sender's
 //! packetizer writes in the clear (`codec.rs`: where a frame starts, whether it is a key
 //! frame; for VP8 the key frame bit is in the clear frame-header prefix SFrame leaves for
-//! exactly this purpose). Each slot renumbers what it forwards, so a receiver sees one stream
-//! whoever is on the slot. Which sender a slot carries at a moment is in the frame itself
+//! exactly this purpose). Each slot renumbers what it forwards (sequence numbers, RTP time,
+//! VP8 picture ids), so a receiver sees one stream whoever is on the slot. Which sender a slot carries at a moment is in the frame itself
 //! (the SFrame key id names the sender's leaf), so receivers learn it from what they decrypt,
 //! not from the server.
 //!
@@ -92,8 +92,6 @@
 //!
 //! - The tap reassembles frames of Opus and VP8 (what Conclave's clients send), from packets
 //!   that arrive in order.
-//! - A simulcast switch keeps the sender's VP8 picture ids: the receiver sees them jump at
-//!   the key frame it switches on.
 //!
 //! # Errors
 //!
@@ -119,7 +117,7 @@ use str0m::config::CryptoProvider;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 
 use slots::{Slot, Source};
@@ -945,6 +943,12 @@ impl Sfu {
         let codec = params.spec().codec;
         let audio = codec.is_audio();
         let inspected = codec::inspect(codec, &packet.payload);
+        let vp8 = match codec {
+            Codec::Vp8 => Vp8Descriptor::parse(&packet.payload)
+                .ok()
+                .zip(codec::vp8_picture_id_mask(&packet.payload)),
+            _ => None,
+        };
         if self.tap {
             self.tap_packet(call, origin, ssrc, codec, &packet);
         }
@@ -1042,6 +1046,17 @@ impl Sfu {
                 self.stats.packets_dropped += 1;
                 continue;
             };
+            let patch = vp8.and_then(|(descriptor, mask)| {
+                let (id, tl0) =
+                    slot.renumber_vp8(descriptor.picture_id()?, descriptor.tl0_pic_idx(), mask);
+                let patch = descriptor.patch().picture_id(id);
+                match tl0 {
+                    Some(tl0) => patch.tl0_pic_idx(tl0),
+                    None => patch,
+                }
+                .build()
+                .ok()
+            });
             let slot_mid = slot.mid;
             let Some(pt) = p.rtc.codec_config().match_params(params).map(|p| p.pt()) else {
                 self.stats.packets_dropped += 1;
@@ -1052,19 +1067,21 @@ impl Sfu {
                 self.stats.packets_dropped += 1;
                 continue;
             };
-            tx.write_rtp(
-                RtpWrite::new(
-                    pt,
-                    out.seq,
-                    out.time,
-                    packet.timestamp,
-                    Arc::clone(&packet.payload),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(forwarded_ext.clone())
-                // receivers' NACKs for video are answered from the slot's cache
-                .nackable(!audio),
-            );
+            let write = RtpWrite::new(
+                pt,
+                out.seq,
+                out.time,
+                packet.timestamp,
+                Arc::clone(&packet.payload),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(forwarded_ext.clone())
+            // receivers' NACKs for video are answered from the slot's cache
+            .nackable(!audio);
+            tx.write_rtp(match patch {
+                Some(patch) => write.vp8_patch(patch),
+                None => write,
+            });
             self.stats.packets_forwarded += 1;
             self.dirty.insert(*id);
         }

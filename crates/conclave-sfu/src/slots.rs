@@ -12,9 +12,9 @@
 //! Audio changes slot at once. Video keeps playing the old track on the slot until a key
 //! frame of the new one arrives (the SFU asks for one), because a decoder can only start
 //! there; simulcast layer changes ride on the same mechanism. Across a change the slot's RTP
-//! sequence numbers and timestamps continue from where they were (the timestamps advanced by
-//! the wall-clock time that passed), so the receiver's jitter buffer sees one stream rather
-//! than a jump.
+//! sequence numbers, timestamps and VP8 picture ids continue from where they were (the
+//! timestamps advanced by the wall-clock time that passed), so the receiver's jitter buffer
+//! and decoder see one stream rather than a jump.
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,17 @@ struct Timeline {
     last_seq: u64,
     last_time: u32,
     last_at: Instant,
+    pictures: Pictures,
+}
+
+/// VP8 picture ids (and TL0PICIDX) renumbered like sequence numbers: a decoder that saw a
+/// picture id go backwards would drop frames as old ones.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pictures {
+    /// Fixed at the source's first packet with a picture id.
+    offsets: Option<(u16, u8)>,
+    /// The last sent.
+    last: Option<(u16, u8)>,
 }
 
 /// A forwarded packet's new numbers.
@@ -122,6 +133,10 @@ impl Slot {
                 t
             }
             previous => {
+                let pictures = Pictures {
+                    offsets: None,
+                    last: previous.and_then(|p| p.pictures.last),
+                };
                 let (seq_offset, time_offset) = match previous {
                     Some(p) => {
                         let passed = at.saturating_duration_since(p.last_at).as_micros();
@@ -142,6 +157,7 @@ impl Slot {
                     last_seq: seq.wrapping_add(seq_offset),
                     last_time: time.wrapping_add(time_offset),
                     last_at: at,
+                    pictures,
                 })
             }
         };
@@ -155,6 +171,32 @@ impl Slot {
             t.last_at = at;
         }
         Some(out)
+    }
+
+    /// The VP8 picture id and TL0PICIDX a packet goes out with, called after
+    /// [`Slot::renumber`] forwarded it: they run on across a change of source. `mask` is the
+    /// picture id's width in the packet's descriptor (0x7f or 0x7fff).
+    pub(crate) fn renumber_vp8(
+        &mut self,
+        picture_id: u16,
+        tl0: Option<u8>,
+        mask: u16,
+    ) -> (u16, Option<u8>) {
+        let Some(t) = &mut self.timeline else {
+            return (picture_id, tl0);
+        };
+        let last = t.pictures.last;
+        let (offset, tl0_offset) = *t.pictures.offsets.get_or_insert_with(|| match last {
+            Some((id, tl)) => (
+                id.wrapping_add(1).wrapping_sub(picture_id),
+                tl.wrapping_add(1).wrapping_sub(tl0.unwrap_or(0)),
+            ),
+            None => (0, 0),
+        });
+        let id = picture_id.wrapping_add(offset) & mask;
+        let tl0 = tl0.map(|v| v.wrapping_add(tl0_offset));
+        t.pictures.last = Some((id, tl0.unwrap_or(0)));
+        (id, tl0)
     }
 }
 
@@ -316,6 +358,19 @@ mod tests {
             slot.renumber(b, 6_999.into(), 897_000, 90_000, ms(184)),
             None
         );
+        // VP8 picture ids: b's follow a's last one
+        let mut slot = Slot::new(Mid::from("r2"), MediaKind::Video);
+        slot.renumber(a, 1.into(), 0, 90_000, start);
+        assert_eq!(slot.renumber_vp8(7_000, Some(3), 0x7fff), (7_000, Some(3)));
+        slot.renumber(a, 2.into(), 3_000, 90_000, start);
+        assert_eq!(slot.renumber_vp8(7_001, Some(3), 0x7fff), (7_001, Some(3)));
+        slot.renumber(b, 50.into(), 0, 90_000, ms(10));
+        assert_eq!(slot.renumber_vp8(12, Some(200), 0x7fff), (7_002, Some(4)));
+        slot.renumber(b, 51.into(), 0, 90_000, ms(20));
+        assert_eq!(slot.renumber_vp8(13, Some(201), 0x7fff), (7_003, Some(5)));
+        // a 7-bit picture id wraps at 128
+        slot.renumber(a, 3.into(), 0, 90_000, ms(30));
+        assert_eq!(slot.renumber_vp8(0, None, 0x7f), (7_004 & 0x7f, None));
         // the timestamp wraps as RTP's does
         let mut slot = Slot::new(Mid::from("r1"), MediaKind::Audio);
         slot.renumber(a, 5.into(), u32::MAX, 48_000, start);
