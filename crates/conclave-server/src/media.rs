@@ -1,4 +1,5 @@
-//! The SFU's driver: one UDP socket, one [`conclave_sfu::Sfu`] for every call, one tokio task.
+//! The SFU's driver: one UDP socket, one [`conclave_sfu::Sfu`] for every call, one task on a
+//! thread of its own.
 //!
 //! Calls talk to it with [`MediaRequest`]s (a participant's SDP offer, a departure, a
 //! key-frame request after an MLS epoch change) and hear back through their call task
@@ -145,6 +146,30 @@ impl Ids {
 }
 
 impl MediaTask {
+    /// Runs the SFU on a thread of its own, with a single-threaded runtime, until the process
+    /// ends. Its one task wakes for every datagram burst; on the server's shared runtime each
+    /// wake could also wake a second worker thread to look for work to steal.
+    ///
+    /// # Errors
+    /// If the socket cannot be moved or the thread not started.
+    pub fn spawn(self, state: AppState) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let MediaTask { socket, local, rx } = self;
+        let socket = socket.into_std()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("conclave-sfu".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match UdpSocket::from_std(socket) {
+                        Ok(socket) => MediaTask { socket, local, rx }.run(state).await,
+                        Err(e) => tracing::error!(error = %e, "the media socket cannot be used"),
+                    }
+                });
+            })
+    }
+
     /// Runs the SFU until the process ends.
     pub async fn run(self, state: AppState) {
         let MediaTask {

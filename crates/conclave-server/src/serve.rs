@@ -35,7 +35,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port chosen for port 0.
     println!("media on udp://{}", media.local_addr());
     let _ = state.media.set(media);
-    let sfu = tokio::spawn(media_task.run(state.clone()));
+    let _sfu = media_task
+        .spawn(state.clone())
+        .context("starting the media thread")?;
 
     let handle = axum_server::Handle::new();
     let mut servers = Vec::new();
@@ -86,7 +88,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = server.await;
     }
     periodic.abort();
-    sfu.abort();
 
     let t = now();
     state.audit.flush_refusals(t).await?;
