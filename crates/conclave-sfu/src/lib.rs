@@ -773,9 +773,9 @@ impl Sfu {
                 Ok(str0m::Output::Timeout(at)) if sent && at <= now => {
                     sent = false;
                     if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
-                        tracing::debug!(participant = %id, error = %e, "timeout refused");
+                        tracing::debug!(participant = %id, error = %e, "connection failed");
                         self.stats.rtc_errors += 1;
-                        p.deadline = Some(now);
+                        p.rtc.disconnect();
                         break;
                     }
                 }
