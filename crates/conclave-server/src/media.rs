@@ -171,7 +171,7 @@ impl MediaTask {
     }
 
     /// Runs the SFU until the process ends.
-    pub async fn run(self, state: AppState) {
+    async fn run(self, state: AppState) {
         let MediaTask {
             socket,
             local,

@@ -2,7 +2,8 @@
 //! packetizer writes in the clear in front of the (SFrame-encrypted) frame data. It tells
 //! whether a packet starts a frame, whether that frame is a key frame (where a receiver can
 //! start decoding, so where a slot may switch to another sender or layer), and, for VP8, where
-//! the frame data begins (for the tap, which reassembles frames).
+//! the frame data begins (for the tap, which reassembles frames) and how wide its picture id
+//! is (for the slot that renumbers it).
 //!
 //! Written here rather than taken from `str0m` because its depacketizers are private and its
 //! public [`str0m::rtp::Vp8Descriptor`] does not say where the descriptor ends.
@@ -19,6 +20,17 @@ pub(crate) struct Packet {
     pub(crate) starts_frame: bool,
     /// The first packet of a key frame.
     pub(crate) starts_keyframe: bool,
+    /// VP8 only: its payload descriptor.
+    pub(crate) vp8: Option<Vp8Header>,
+}
+
+/// What the SFU needs of a VP8 payload descriptor (RFC 7741 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Vp8Header {
+    /// Where the frame data begins (always inside the payload).
+    pub(crate) len: usize,
+    /// The picture id's width as a mask (0x7f or 0x7fff), if the descriptor has one.
+    pub(crate) picture_id_mask: Option<u16>,
 }
 
 /// Reads the payload descriptor of a `codec` packet. Audio packets are each a whole frame that
@@ -28,6 +40,7 @@ pub(crate) fn inspect(codec: Codec, payload: &[u8]) -> Packet {
         Codec::Opus | Codec::PCMU | Codec::PCMA | Codec::G722 => Packet {
             starts_frame: true,
             starts_keyframe: true,
+            vp8: None,
         },
         Codec::Vp8 => vp8(payload).unwrap_or_default(),
         Codec::Vp9 => vp9(payload).unwrap_or_default(),
@@ -37,19 +50,20 @@ pub(crate) fn inspect(codec: Codec, payload: &[u8]) -> Packet {
     }
 }
 
-/// The length of a VP8 payload descriptor (RFC 7741 §4.2), or `None` if the payload ends
-/// inside it.
-pub(crate) fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
+/// A VP8 packet's payload descriptor, or `None` if the payload ends inside it.
+fn vp8_header(payload: &[u8]) -> Option<Vp8Header> {
     let first = *payload.first()?;
     let mut len = 1;
+    let mut picture_id_mask = None;
     if first & 0x80 != 0 {
         // X: an extension byte says which optional fields follow
         let ext = *payload.get(1)?;
         len += 1;
         if ext & 0x80 != 0 {
             // I: picture id, 15 bits when its M bit is set
-            let id = *payload.get(len)?;
-            len += if id & 0x80 != 0 { 2 } else { 1 };
+            let wide = *payload.get(len)? & 0x80 != 0;
+            picture_id_mask = Some(if wide { 0x7fff } else { 0x7f });
+            len += if wide { 2 } else { 1 };
         }
         if ext & 0x40 != 0 {
             len += 1; // L: TL0PICIDX
@@ -58,20 +72,9 @@ pub(crate) fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
             len += 1; // T or K: TID, Y, KEYIDX share a byte
         }
     }
-    (len < payload.len()).then_some(len)
-}
-
-/// The width of a VP8 packet's picture id (0x7f or 0x7fff, as a mask), if it has one.
-pub(crate) fn vp8_picture_id_mask(payload: &[u8]) -> Option<u16> {
-    let has_extension = payload.first()? & 0x80 != 0;
-    let has_picture_id = has_extension && payload.get(1)? & 0x80 != 0;
-    if !has_picture_id {
-        return None;
-    }
-    Some(if payload.get(2)? & 0x80 != 0 {
-        0x7fff
-    } else {
-        0x7f
+    (len < payload.len()).then_some(Vp8Header {
+        len,
+        picture_id_mask,
     })
 }
 
@@ -80,10 +83,12 @@ pub(crate) fn vp8_picture_id_mask(payload: &[u8]) -> Option<u16> {
 fn vp8(payload: &[u8]) -> Option<Packet> {
     let first = *payload.first()?;
     let starts_frame = first & 0x10 != 0 && first & 0x07 == 0;
-    let header = *payload.get(vp8_descriptor_len(payload)?)?;
+    let header = vp8_header(payload)?;
+    let frame = *payload.get(header.len)?;
     Some(Packet {
         starts_frame,
-        starts_keyframe: starts_frame && header & 0x01 == 0,
+        starts_keyframe: starts_frame && frame & 0x01 == 0,
+        vp8: Some(header),
     })
 }
 
@@ -95,6 +100,7 @@ fn vp9(payload: &[u8]) -> Option<Packet> {
     Some(Packet {
         starts_frame,
         starts_keyframe: starts_frame && first & 0x40 == 0,
+        vp8: None,
     })
 }
 
@@ -107,10 +113,12 @@ fn h264(payload: &[u8]) -> Option<Packet> {
         1..=23 => Packet {
             starts_frame: true,
             starts_keyframe: key(first),
+            vp8: None,
         },
         24 => Packet {
             starts_frame: true,
             starts_keyframe: key(*payload.get(3)?),
+            vp8: None,
         },
         28 => {
             let fu = *payload.get(1)?;
@@ -118,6 +126,7 @@ fn h264(payload: &[u8]) -> Option<Packet> {
             Packet {
                 starts_frame: start,
                 starts_keyframe: start && key(fu),
+                vp8: None,
             }
         }
         _ => Packet::default(),
@@ -132,6 +141,7 @@ fn av1(payload: &[u8]) -> Option<Packet> {
     Some(Packet {
         starts_frame,
         starts_keyframe: first & 0x08 != 0,
+        vp8: None,
     })
 }
 
@@ -146,20 +156,25 @@ mod tests {
             inspect(Codec::Vp8, &[0x10, 0x10, 0xaa]),
             Packet {
                 starts_frame: true,
-                starts_keyframe: true
+                starts_keyframe: true,
+                vp8: Some(Vp8Header {
+                    len: 1,
+                    picture_id_mask: None
+                }),
             }
         );
         // delta frame
         assert!(!inspect(Codec::Vp8, &[0x10, 0x11, 0xaa]).starts_keyframe);
         // X, I with a 15-bit picture id, L, T: five descriptor bytes, then the frame
         let p = [0x90, 0xe0, 0x80 | 0x12, 0x34, 0x07, 0x20, 0x50, 0xaa];
-        assert_eq!(vp8_descriptor_len(&p), Some(6));
-        assert_eq!(vp8_picture_id_mask(&p), Some(0x7fff));
-        assert_eq!(vp8_picture_id_mask(&[0x90, 0x80, 0x12, 0x10]), Some(0x7f));
-        assert_eq!(vp8_picture_id_mask(&[0x10, 0x10]), None);
+        let header = |p: &[u8]| vp8_header(p).map(|h| (h.len, h.picture_id_mask));
+        assert_eq!(header(&p), Some((6, Some(0x7fff))));
+        assert_eq!(header(&[0x90, 0x80, 0x12, 0x10]), Some((3, Some(0x7f))));
+        assert_eq!(header(&[0x10, 0x10]), Some((1, None)));
         assert!(inspect(Codec::Vp8, &p).starts_keyframe);
         // a continuation packet (no S) never starts a key frame, whatever follows
-        assert_eq!(inspect(Codec::Vp8, &[0x00, 0x00]), Packet::default());
+        let continuation = inspect(Codec::Vp8, &[0x00, 0x00]);
+        assert!(!continuation.starts_frame && !continuation.starts_keyframe);
         // a second partition's start is not a frame's start
         assert!(!inspect(Codec::Vp8, &[0x11, 0x00]).starts_frame);
     }
@@ -170,8 +185,8 @@ mod tests {
             assert!(!inspect(codec, &[]).starts_keyframe);
         }
         // descriptor announces fields the payload does not have
-        assert_eq!(vp8_descriptor_len(&[0x90]), None);
-        assert_eq!(vp8_descriptor_len(&[0x90, 0x80, 0x80]), None);
+        assert_eq!(vp8_header(&[0x90]), None);
+        assert_eq!(vp8_header(&[0x90, 0x80, 0x80]), None);
         assert!(!inspect(Codec::Vp8, &[0x90, 0x80]).starts_keyframe);
         assert!(!inspect(Codec::H264, &[24, 0, 5]).starts_keyframe);
         assert!(!inspect(Codec::H264, &[28]).starts_keyframe);
@@ -181,8 +196,9 @@ mod tests {
                 for codec in [Codec::Vp8, Codec::Vp9, Codec::H264, Codec::Av1, Codec::Opus] {
                     let _ = inspect(codec, &p);
                 }
-                let _ = vp8_descriptor_len(&p);
-                let _ = vp8_picture_id_mask(&p);
+                if let Some(h) = vp8_header(&p) {
+                    assert!(h.len < p.len());
+                }
             }
         }
     }

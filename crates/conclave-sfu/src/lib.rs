@@ -114,7 +114,6 @@ use std::time::{Duration, Instant};
 use str0m::bwe::BweKind;
 use str0m::change::SdpOffer;
 use str0m::config::CryptoProvider;
-use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
@@ -244,8 +243,6 @@ pub enum KeyframeReason {
     Requested,
     /// A receiver asked (its PLI or FIR, forwarded).
     Receiver,
-    /// The incoming stream had a gap the SFU could not repair.
-    Loss,
     /// A receiver is to switch to another simulcast layer, which it can only start decoding
     /// at a key frame.
     LayerSwitch,
@@ -610,7 +607,6 @@ impl Sfu {
         if cached.is_none() {
             self.by_address.insert(source, id);
         }
-        self.dirty.insert(id);
         let Some(p) = self.participants.get_mut(&id) else {
             return Err(ReceiveError::Unroutable);
         };
@@ -943,14 +939,12 @@ impl Sfu {
         let codec = params.spec().codec;
         let audio = codec.is_audio();
         let inspected = codec::inspect(codec, &packet.payload);
-        let vp8 = match codec {
-            Codec::Vp8 => Vp8Descriptor::parse(&packet.payload)
-                .ok()
-                .zip(codec::vp8_picture_id_mask(&packet.payload)),
-            _ => None,
-        };
+        let vp8 = inspected
+            .vp8
+            .and_then(|h| h.picture_id_mask)
+            .and_then(|mask| Some((Vp8Descriptor::parse(&packet.payload).ok()?, mask)));
         if self.tap {
-            self.tap_packet(call, origin, ssrc, codec, &packet);
+            self.tap_packet(call, origin, ssrc, audio, inspected, &packet);
         }
         let ext = &packet.header.ext_vals;
         if let Some(level) = ext.audio_level {
@@ -1121,22 +1115,19 @@ impl Sfu {
         call: CallId,
         origin: ParticipantId,
         ssrc: Ssrc,
-        codec: Codec,
+        audio: bool,
+        inspected: codec::Packet,
         packet: &RtpPacket,
     ) {
         let payload = &packet.payload[..];
-        let audio = codec.is_audio();
         let frame = if audio {
             Some(payload.to_vec())
-        } else if codec == Codec::Vp8 {
-            let Some(start) = codec::vp8_descriptor_len(payload) else {
-                return;
-            };
+        } else if let Some(vp8) = inspected.vp8 {
             let buffer = self.tapped.entry((origin, ssrc)).or_default();
-            if codec::inspect(codec, payload).starts_frame {
+            if inspected.starts_frame {
                 buffer.clear();
             }
-            buffer.extend_from_slice(&payload[start..]);
+            buffer.extend_from_slice(payload.get(vp8.len..).unwrap_or_default());
             packet
                 .header
                 .marker
