@@ -128,6 +128,8 @@ impl Call {
                         let now = self.now;
                         let person = self.person(to);
                         assert!(person.closed.is_none(), "message after close");
+                        let message = ServerMessage::decode(&message)
+                            .expect("the room encodes valid messages");
                         person.participant.handle(message, now);
                     }
                     Output::Close(to, code, _) => self.person(to).closed = Some(code),

@@ -211,7 +211,7 @@ async fn pump(
         while let Some(out) = outgoing.recv().await {
             match out {
                 Outgoing::Text(text) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    if sink.send(Message::Text(text)).await.is_err() {
                         break;
                     }
                 }

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use conclave_e2ee::{ExternalSender, ExternalSenderInfo};
 use conclave_identity::OrganisationKey;
 use conclave_protocol::{Alert, ClientMessage, CloseCode};
@@ -34,8 +35,8 @@ pub const CONNECTION_QUEUE: usize = 512;
 /// What the room task sends to a connection's writer.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// A message (already encoded JSON).
-    Text(String),
+    /// A message (already encoded JSON, possibly shared with other connections).
+    Text(Utf8Bytes),
     /// Close with this code and sentence; nothing follows.
     Close(CloseCode, String),
 }
@@ -336,9 +337,8 @@ async fn drain(
         let mut slow = Vec::new();
         while let Some(output) = room.poll_output() {
             match output {
-                Output::Send(to, message) => {
+                Output::Send(to, text) => {
                     if let Some(connection) = connections.get(&to) {
-                        let text = message.encode();
                         if connection.tx.try_send(Outgoing::Text(text)).is_err() {
                             slow.push((to, connection.serial));
                         }

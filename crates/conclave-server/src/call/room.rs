@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use conclave_e2ee::{inspect, DeliveryService, ExternalSender, MessageKind, SessionError, Verdict};
 use conclave_protocol::{
     Alert, Bytes, ClientMessage, CloseCode, LobbyEntry, MediaPath, Network, RosterEntry,
@@ -120,8 +121,9 @@ pub enum Input {
 /// What the room asks the driver to do.
 #[derive(Debug, PartialEq)]
 pub enum Output {
-    /// Send a message to a participant's connection (dropped silently if it has none).
-    Send(ParticipantId, ServerMessage),
+    /// Send an encoded message to a participant's connection (dropped silently if it has
+    /// none). A message to many shares one encoding: the text is reference-counted.
+    Send(ParticipantId, Utf8Bytes),
     /// Close the participant's connection with a code and a sentence; no more messages
     /// follow for it.
     Close(ParticipantId, CloseCode, String),
@@ -180,8 +182,9 @@ struct Participant {
     sent: u64,
     /// The last messages sent, not yet acknowledged (`ping.received`); replayed on
     /// resumption from the count the client says it received, so nothing in flight on a
-    /// dying connection is lost.
-    unacknowledged: VecDeque<ServerMessage>,
+    /// dying connection is lost. Encoded, and shared with the other recipients of the same
+    /// message: a roster sent to everyone is held once, not once per seat.
+    unacknowledged: VecDeque<Utf8Bytes>,
 }
 
 /// The round in flight.
@@ -269,11 +272,7 @@ impl Room {
                 key_package,
                 lobby,
             } => self.enter(participant, resume_token, seat, key_package, lobby, now),
-            Input::Alert(alert) => {
-                for id in self.host_ids() {
-                    self.send(id, ServerMessage::Alert(alert.clone()));
-                }
-            }
+            Input::Alert(alert) => self.send_all(self.host_ids(), &ServerMessage::Alert(alert)),
             Input::Message(from, message) => {
                 if let Some(p) = self.find_mut(from) {
                     p.last_seen = now;
@@ -359,7 +358,19 @@ impl Room {
         self.participants.iter().find(|p| p.id == id)
     }
 
-    fn send(&mut self, to: ParticipantId, message: ServerMessage) {
+    fn send(&mut self, to: ParticipantId, message: &ServerMessage) {
+        self.deliver(to, message.encode().into());
+    }
+
+    /// Sends one message to many, encoded once.
+    fn send_all(&mut self, to: Vec<ParticipantId>, message: &ServerMessage) {
+        let text = Utf8Bytes::from(message.encode());
+        for id in to {
+            self.deliver(id, text.clone());
+        }
+    }
+
+    fn deliver(&mut self, to: ParticipantId, message: Utf8Bytes) {
         let Some(p) = self.find_mut(to) else { return };
         p.sent += 1;
         p.unacknowledged.push_back(message.clone());
@@ -403,9 +414,7 @@ impl Room {
     }
 
     fn broadcast_members(&mut self, message: &ServerMessage) {
-        for id in self.member_ids() {
-            self.send(id, message.clone());
-        }
+        self.send_all(self.member_ids(), message);
     }
 
     fn alert_hosts(&mut self, now: Timestamp, kind: &str, who: Option<String>, text: String) {
@@ -415,9 +424,7 @@ impl Room {
             who,
             text,
         });
-        for id in self.host_ids() {
-            self.send(id, alert.clone());
-        }
+        self.send_all(self.host_ids(), &alert);
     }
 
     /// Hosts in the call (not those still in the lobby).
@@ -488,7 +495,7 @@ impl Room {
         });
         self.send(
             id,
-            ServerMessage::Joined {
+            &ServerMessage::Joined {
                 participant: id,
                 resume_token,
                 heartbeat_interval_ms: u32::try_from(ms(self.config.heartbeat_interval))
@@ -498,7 +505,7 @@ impl Room {
             },
         );
         if let Some(reasons) = lobby {
-            self.send(id, ServerMessage::Waiting { reasons });
+            self.send(id, &ServerMessage::Waiting { reasons });
             let name = self.find(id).map(|p| p.seat.display_name.clone());
             self.alert_hosts(now, "lobby", name, "is waiting in the lobby".into());
             self.lobby_changed();
@@ -521,14 +528,7 @@ impl Room {
                 since: p.joined_at,
             })
             .collect();
-        for id in self.host_ids() {
-            self.send(
-                id,
-                ServerMessage::Lobby {
-                    waiting: waiting.clone(),
-                },
-            );
-        }
+        self.send_all(self.host_ids(), &ServerMessage::Lobby { waiting });
     }
 
     /// A host's admit or deny of a lobby entry.
@@ -570,7 +570,7 @@ impl Room {
             ClientMessage::Hello { .. } => self.violation(from, "a second hello"),
             ClientMessage::Ping { nonce, received } => {
                 self.acknowledge(from, received);
-                self.send(from, ServerMessage::Pong { nonce });
+                self.send(from, &ServerMessage::Pong { nonce });
             }
             ClientMessage::GroupCreated { group_info } => self.group_created(from, &group_info.0),
             ClientMessage::Mls { message, welcome } => self.mls(from, &message.0, welcome, now),
@@ -638,7 +638,7 @@ impl Room {
     fn refuse(&mut self, to: ParticipantId, reason: &str) {
         self.send(
             to,
-            ServerMessage::Refused {
+            &ServerMessage::Refused {
                 reason: reason.into(),
             },
         );
@@ -690,14 +690,12 @@ impl Room {
                         .into_iter()
                         .filter(|id| *id != from)
                         .collect();
-                    for id in others {
-                        self.send(
-                            id,
-                            ServerMessage::Mls {
-                                message: Bytes(message.to_vec()),
-                            },
-                        );
-                    }
+                    self.send_all(
+                        others,
+                        &ServerMessage::Mls {
+                            message: Bytes(message.to_vec()),
+                        },
+                    );
                 }
                 Ok(MessageKind::Commit) => self.committed(message, welcome),
                 _ => self.violation(from, "unexpected MLS message kind"),
@@ -705,7 +703,7 @@ impl Room {
             // `Verdict::Rejected`, and whatever later verdicts mean "not forwarded"
             Ok(_) => {
                 let epoch = ds.group().epoch;
-                self.send(from, ServerMessage::CommitRejected { epoch });
+                self.send(from, &ServerMessage::CommitRejected { epoch });
             }
             Err(e) => {
                 let name = self.find(from).map(|p| p.seat.display_name.clone());
@@ -724,7 +722,7 @@ impl Room {
                 );
                 if matches!(kind, Ok(MessageKind::Commit)) {
                     let epoch = self.ds.as_ref().map_or(0, |ds| ds.group().epoch);
-                    self.send(from, ServerMessage::CommitRejected { epoch });
+                    self.send(from, &ServerMessage::CommitRejected { epoch });
                     // somebody else commits the round
                     if let Some(round) = self.round.as_mut() {
                         round.deadline = now;
@@ -759,14 +757,7 @@ impl Room {
             }
         }
         if let Some(welcome) = welcome.filter(|_| !joined.is_empty()) {
-            for id in joined {
-                self.send(
-                    id,
-                    ServerMessage::Mls {
-                        message: welcome.clone(),
-                    },
-                );
-            }
+            self.send_all(joined, &ServerMessage::Mls { message: welcome });
         }
         if let Some(round) = round {
             for device in round.removes {
@@ -781,7 +772,7 @@ impl Room {
     fn media_news(&mut self, news: MediaNews) {
         match news {
             MediaNews::Answer { participant, sdp } => {
-                self.send(participant, ServerMessage::MediaAnswer { sdp });
+                self.send(participant, &ServerMessage::MediaAnswer { sdp });
             }
             MediaNews::Connected(participant) => {
                 if let Some(p) = self.find_mut(participant) {
@@ -914,7 +905,7 @@ impl Room {
             round.asked.push(next);
             round.deadline = deadline;
         }
-        self.send(next, ServerMessage::CommitPending {});
+        self.send(next, &ServerMessage::CommitPending {});
     }
 
     /// Starts whatever can start: a group creation or a membership round.
@@ -929,7 +920,7 @@ impl Room {
                 if let Some(p) = first {
                     p.phase = Phase::Creating;
                     let id = p.id;
-                    self.send(id, ServerMessage::CreateGroup {});
+                    self.send(id, &ServerMessage::CreateGroup {});
                 }
             }
             return;
@@ -1008,7 +999,7 @@ impl Room {
             asked: vec![committer],
             deadline: now.saturating_add(self.config.commit_timeout),
         });
-        self.send(committer, ServerMessage::CommitPending {});
+        self.send(committer, &ServerMessage::CommitPending {});
     }
 
     fn roster_changed(&mut self) {
@@ -1030,21 +1021,24 @@ impl Room {
         let in_call = || self.participants.iter().filter(|p| p.phase != Phase::Lobby);
         let for_hosts: Vec<_> = in_call().map(|p| entry(p, true)).collect();
         let for_others: Vec<_> = in_call().map(|p| entry(p, false)).collect();
-        let recipients: Vec<_> = in_call().map(|p| (p.id, p.seat.host)).collect();
-        for (id, host) in recipients {
-            let participants = if host {
-                for_hosts.clone()
-            } else {
-                for_others.clone()
-            };
-            self.send(
-                id,
-                ServerMessage::Roster {
-                    participants,
-                    locked: self.locked,
-                },
-            );
-        }
+        let (hosts, others): (Vec<_>, Vec<_>) = in_call().partition(|p| p.seat.host);
+        let hosts: Vec<_> = hosts.into_iter().map(|p| p.id).collect();
+        let others: Vec<_> = others.into_iter().map(|p| p.id).collect();
+        let locked = self.locked;
+        self.send_all(
+            hosts,
+            &ServerMessage::Roster {
+                participants: for_hosts,
+                locked,
+            },
+        );
+        self.send_all(
+            others,
+            &ServerMessage::Roster {
+                participants: for_others,
+                locked,
+            },
+        );
     }
 }
 
