@@ -1,5 +1,5 @@
 // Taking part in a call from this browser: asking the policy to join, the signalling
-// WebSocket (docs/protocol.md, version 2), the MLS member (the wasm `Member`, the same Rust
+// WebSocket (docs/protocol.md, version 3), the MLS member (the wasm `Member`, the same Rust
 // as the native participant's) and, once in the group, audio and video (./media.ts) under
 // the member's SFrame keys.
 // No DOM here: pages/call.ts shows a `CallSession`'s state and calls its actions.
@@ -17,7 +17,7 @@ import { loadWasm, type ConclaveWasm } from './wasm';
 
 type Member = InstanceType<ConclaveWasm['Member']>;
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 // ---- asking to join ----------------------------------------------------------------
 
@@ -112,6 +112,7 @@ type ServerMessage =
   | { type: 'joined'; participant: string; resume_token: string; heartbeat_interval_ms: number; resume_grace_ms: number; host: boolean }
   | { type: 'create_group' }
   | { type: 'roster'; participants: RosterEntry[]; locked: boolean }
+  | { type: 'roster_update'; changed: RosterEntry[]; left: string[]; locked: boolean }
   | { type: 'admitted'; device: string }
   | { type: 'revoked'; device: string }
   | { type: 'mls'; message: string }
@@ -622,6 +623,18 @@ export class CallSession {
           this.roster = msg.participants;
           this.locked = msg.locked;
           break;
+        case 'roster_update': {
+          // as conclave-protocol's `update_roster`: drop who left, replace or append the rest
+          const roster = this.roster.filter((e) => !msg.left.includes(e.participant));
+          for (const entry of msg.changed) {
+            const at = roster.findIndex((e) => e.participant === entry.participant);
+            if (at >= 0) roster[at] = entry;
+            else roster.push(entry);
+          }
+          this.roster = roster;
+          this.locked = msg.locked;
+          break;
+        }
         case 'admitted':
           member?.admitted(msg.device);
           break;

@@ -32,7 +32,8 @@ use conclave_e2ee::{
 };
 use conclave_identity::{DeviceCredential, OrganisationPublicKey};
 use conclave_protocol::{
-    Alert, Bytes, ClientMessage, LobbyEntry, RosterEntry, ServerMessage, PROTOCOL_VERSION,
+    update_roster, Alert, Bytes, ClientMessage, LobbyEntry, RosterEntry, ServerMessage,
+    PROTOCOL_VERSION,
 };
 use conclave_types::{DeviceId, ParticipantId, Timestamp};
 
@@ -229,6 +230,15 @@ impl Participant {
                 locked,
             } => {
                 self.roster = participants;
+                self.locked = locked;
+                Ok(())
+            }
+            ServerMessage::RosterUpdate {
+                changed,
+                left,
+                locked,
+            } => {
+                update_roster(&mut self.roster, changed, &left);
                 self.locked = locked;
                 Ok(())
             }

@@ -39,7 +39,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The protocol version this crate speaks. [`ClientMessage::Hello`] carries it; the server
 /// refuses other versions with [`CloseCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest message, in bytes of JSON text, either side accepts (1 MiB). The largest
 /// legitimate message is a Welcome for a big call: it carries the ratchet tree, about 0.5 KB
@@ -209,6 +209,24 @@ pub struct RosterEntry {
     pub host: bool,
 }
 
+/// Applies a [`ServerMessage::RosterUpdate`] to the roster it follows.
+pub fn update_roster(
+    roster: &mut Vec<RosterEntry>,
+    changed: Vec<RosterEntry>,
+    left: &[ParticipantId],
+) {
+    roster.retain(|e| !left.contains(&e.participant));
+    for entry in changed {
+        match roster
+            .iter_mut()
+            .find(|e| e.participant == entry.participant)
+        {
+            Some(e) => *e = entry,
+            None => roster.push(entry),
+        }
+    }
+}
+
 /// Someone waiting in the lobby (sent to hosts).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct LobbyEntry {
@@ -265,11 +283,23 @@ pub enum ServerMessage {
     /// sender) and answer [`ClientMessage::GroupCreated`]. Everyone else waits for a Welcome,
     /// delivered as [`ServerMessage::Mls`].
     CreateGroup {},
-    /// Everyone in the call, sent on every change. Clients compare it with the MLS
-    /// membership and flag any difference.
+    /// Everyone in the call: sent once, when this participant enters the call (from the
+    /// lobby, if it waited). [`ServerMessage::RosterUpdate`]s follow. Clients compare the
+    /// roster with the MLS membership and flag any difference.
     Roster {
-        /// The participants, in order of admission.
+        /// The participants, in the order they took their seats.
         participants: Vec<RosterEntry>,
+        /// Whether the call is locked.
+        locked: bool,
+    },
+    /// What changed in the roster since the last [`ServerMessage::Roster`] or update:
+    /// remove the `left`, then replace each entry of `changed` with the same `participant`
+    /// where it is, or append it.
+    RosterUpdate {
+        /// Entries that are new or differ from the last sent.
+        changed: Vec<RosterEntry>,
+        /// Seats no longer in the call.
+        left: Vec<ParticipantId>,
         /// Whether the call is locked.
         locked: bool,
     },
@@ -513,7 +543,7 @@ mod tests {
         };
         assert_eq!(
             hello.encode(),
-            r#"{"type":"hello","version":2,"ticket":"t","key_package":"AQID","received":0}"#
+            r#"{"type":"hello","version":3,"ticket":"t","key_package":"AQID","received":0}"#
         );
         assert_eq!(ClientMessage::decode(&hello.encode()), Ok(hello));
     }
@@ -553,6 +583,53 @@ mod tests {
         assert_eq!(
             ClientMessage::decode(&big),
             Err(DecodeError::TooLarge(big.len()))
+        );
+    }
+
+    fn entry(seat: u8, media: MediaPath) -> RosterEntry {
+        RosterEntry {
+            participant: ParticipantId::from_bytes([seat; 16]),
+            user_id: UserId::from_bytes([seat; 16]),
+            user_name: format!("user{seat}"),
+            display_name: format!("User {seat}"),
+            device_id: DeviceId::from_bytes([seat; 16]),
+            device_trust: DeviceTrust::Managed,
+            network: Network {
+                trusted: true,
+                name: None,
+                address: None,
+            },
+            media,
+            joined_at: Timestamp::from_unix_millis(i64::from(seat)),
+            host: false,
+        }
+    }
+
+    #[test]
+    fn roster_updates_remove_replace_in_place_and_append() {
+        let mut roster = vec![
+            entry(1, MediaPath::Udp),
+            entry(2, MediaPath::Signalling),
+            entry(3, MediaPath::Udp),
+        ];
+        let update = ServerMessage::RosterUpdate {
+            changed: vec![entry(4, MediaPath::Signalling), entry(2, MediaPath::Udp)],
+            left: vec![entry(1, MediaPath::Udp).participant],
+            locked: true,
+        };
+        let Ok(ServerMessage::RosterUpdate { changed, left, .. }) =
+            ServerMessage::decode(&update.encode())
+        else {
+            panic!("the update round-trips");
+        };
+        update_roster(&mut roster, changed, &left);
+        assert_eq!(
+            roster,
+            [
+                entry(2, MediaPath::Udp),
+                entry(3, MediaPath::Udp),
+                entry(4, MediaPath::Signalling)
+            ]
         );
     }
 

@@ -11,7 +11,7 @@ use conclave_client::Participant as Member;
 use conclave_client::{Mismatch, Participant};
 use conclave_e2ee::{ExternalSender, GroupRef};
 use conclave_identity::{CredentialClaims, DeviceKey, OrganisationKey};
-use conclave_protocol::{Bytes, ClientMessage, CloseCode, Network, ServerMessage};
+use conclave_protocol::{Bytes, ClientMessage, CloseCode, Network, RosterEntry, ServerMessage};
 use conclave_server::call::room::{Input, Output, Room, RoomConfig, Seat};
 use conclave_server::media::MediaNews;
 use conclave_types::{DeviceId, DeviceTrust, ParticipantId, Timestamp, UserId};
@@ -177,6 +177,11 @@ impl Call {
             );
             assert_eq!(p.participant.mismatches(), Vec::<Mismatch>::new());
             assert_eq!(p.participant.roster().len(), in_group.len());
+            // those who followed updates see what the last to enter was sent whole
+            assert_eq!(
+                comparable(p.participant.roster()),
+                comparable(first.participant.roster())
+            );
             assert!(
                 p.participant.refusals().is_empty(),
                 "{:?}",
@@ -185,6 +190,22 @@ impl Call {
         }
         code
     }
+}
+
+/// A roster sorted by seat, without the addresses only hosts see.
+fn comparable(roster: &[RosterEntry]) -> Vec<RosterEntry> {
+    let mut entries: Vec<RosterEntry> = roster
+        .iter()
+        .map(|e| RosterEntry {
+            network: Network {
+                address: None,
+                ..e.network.clone()
+            },
+            ..e.clone()
+        })
+        .collect();
+    entries.sort_by_key(|e| e.participant);
+    entries
 }
 
 #[test]

@@ -185,6 +185,8 @@ struct Participant {
     /// dying connection is lost. Encoded, and shared with the other recipients of the same
     /// message: a roster sent to everyone is held once, not once per seat.
     unacknowledged: VecDeque<Utf8Bytes>,
+    /// Whether it was sent the whole roster (after which it is sent what changes).
+    has_roster: bool,
 }
 
 /// The round in flight.
@@ -212,6 +214,9 @@ pub struct Room {
     round: Option<Round>,
     locked: bool,
     outputs: VecDeque<Output>,
+    /// The roster as last sent (with the addresses hosts see), and whether it said locked.
+    roster: Vec<RosterEntry>,
+    roster_locked: bool,
 }
 
 fn elapsed_ms(now: Timestamp, then: Timestamp) -> u64 {
@@ -234,6 +239,8 @@ impl Room {
             round: None,
             locked,
             outputs: VecDeque::new(),
+            roster: Vec::new(),
+            roster_locked: locked,
         }
     }
 
@@ -491,6 +498,7 @@ impl Room {
             dropped_at: None,
             sent: 0,
             unacknowledged: VecDeque::new(),
+            has_roster: false,
             media: MediaPath::Signalling,
         });
         self.send(
@@ -1002,43 +1010,100 @@ impl Room {
         self.send(committer, &ServerMessage::CommitPending {});
     }
 
+    /// Brings every roster up to date: the whole roster to those entering the call, what
+    /// changed to everyone else. Re-sending all of it on every join and leave would make a
+    /// join cost each member the whole call.
     fn roster_changed(&mut self) {
-        let entry = |p: &Participant, for_host: bool| RosterEntry {
+        let entry = |p: &Participant| RosterEntry {
             participant: p.id,
             user_id: p.seat.user_id,
             user_name: p.seat.user_name.clone(),
             display_name: p.seat.display_name.clone(),
             device_id: p.seat.device_id,
             device_trust: p.seat.trust,
-            network: Network {
-                address: p.seat.network.address.clone().filter(|_| for_host),
-                ..p.seat.network.clone()
-            },
+            network: p.seat.network.clone(),
             media: p.media,
             joined_at: p.joined_at,
             host: p.seat.host,
         };
-        let in_call = || self.participants.iter().filter(|p| p.phase != Phase::Lobby);
-        let for_hosts: Vec<_> = in_call().map(|p| entry(p, true)).collect();
-        let for_others: Vec<_> = in_call().map(|p| entry(p, false)).collect();
-        let (hosts, others): (Vec<_>, Vec<_>) = in_call().partition(|p| p.seat.host);
-        let hosts: Vec<_> = hosts.into_iter().map(|p| p.id).collect();
-        let others: Vec<_> = others.into_iter().map(|p| p.id).collect();
+        let roster: Vec<RosterEntry> = self
+            .participants
+            .iter()
+            .filter(|p| p.phase != Phase::Lobby)
+            .map(entry)
+            .collect();
+        let changed: Vec<RosterEntry> = roster
+            .iter()
+            .filter(|e| !self.roster.contains(e))
+            .cloned()
+            .collect();
+        let left: Vec<ParticipantId> = self
+            .roster
+            .iter()
+            .filter(|old| !roster.iter().any(|e| e.participant == old.participant))
+            .map(|old| old.participant)
+            .collect();
         let locked = self.locked;
-        self.send_all(
-            hosts,
-            &ServerMessage::Roster {
-                participants: for_hosts,
+        let update = !changed.is_empty() || !left.is_empty() || locked != self.roster_locked;
+        self.roster = roster;
+        self.roster_locked = locked;
+
+        let mut entering = (Vec::new(), Vec::new());
+        let mut following = (Vec::new(), Vec::new());
+        for p in self
+            .participants
+            .iter_mut()
+            .filter(|p| p.phase != Phase::Lobby)
+        {
+            let (hosts, others) = if p.has_roster {
+                &mut following
+            } else {
+                &mut entering
+            };
+            if p.seat.host {
+                hosts.push(p.id);
+            } else {
+                others.push(p.id);
+            }
+            p.has_roster = true;
+        }
+        let whole = self.roster.clone();
+        self.send_views(entering, whole, |participants| ServerMessage::Roster {
+            participants,
+            locked,
+        });
+        if update {
+            self.send_views(following, changed, |changed| ServerMessage::RosterUpdate {
+                changed,
+                left: left.clone(),
                 locked,
-            },
-        );
-        self.send_all(
-            others,
-            &ServerMessage::Roster {
-                participants: for_others,
-                locked,
-            },
-        );
+            });
+        }
+    }
+
+    /// Sends roster entries to hosts as they are and to everyone else without addresses.
+    fn send_views(
+        &mut self,
+        (hosts, others): (Vec<ParticipantId>, Vec<ParticipantId>),
+        entries: Vec<RosterEntry>,
+        message: impl Fn(Vec<RosterEntry>) -> ServerMessage,
+    ) {
+        if !others.is_empty() {
+            let hidden = entries
+                .iter()
+                .map(|e| RosterEntry {
+                    network: Network {
+                        address: None,
+                        ..e.network.clone()
+                    },
+                    ..e.clone()
+                })
+                .collect();
+            self.send_all(others, &message(hidden));
+        }
+        if !hosts.is_empty() {
+            self.send_all(hosts, &message(entries));
+        }
     }
 }
 
