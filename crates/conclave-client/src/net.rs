@@ -827,6 +827,7 @@ async fn answered(
 ) -> Result<Option<tokio::net::UdpSocket>, String> {
     let accepted = {
         let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+        state.received.answered.get_or_insert_with(Instant::now);
         state.media.as_mut().map(|m| m.accept_answer(sdp))
     };
     let Some(sfu) = accepted.transpose().map_err(|e| e.to_string())? else {
@@ -881,6 +882,11 @@ pub struct Received {
     /// Frames that opened but match no sample (garbage on screen if a native participant sent
     /// them; a browser's own encoder output otherwise).
     pub altered: u64,
+    /// When the participant first held the group's keys (it joined the group and offered
+    /// media).
+    pub in_group: Option<Instant>,
+    /// When the SFU's answer to the first media offer arrived.
+    pub answered: Option<Instant>,
     /// When the first remote frame opened intact.
     pub first_frame: Option<Instant>,
     /// Intact video frames by the sample they are from: `small`, or the simulcast layer
@@ -1090,6 +1096,7 @@ async fn run(
             let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
             let state = &mut *state;
             if let (None, Some(keys)) = (&state.media, state.participant.key_material()) {
+                state.received.in_group.get_or_insert_with(Instant::now);
                 let mut media = crate::media::Media::new(Instant::now());
                 media.set_audio_level(options.audio_level);
                 let _ = media.set_keys(keys, Instant::now());

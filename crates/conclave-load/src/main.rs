@@ -420,20 +420,36 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
 
     // a latecomer joins the loaded call, repeatedly
     let mut latencies = Vec::new();
+    let mut phases = JoinPhases::default();
     let latecomer = people.last().context("latecomer")?;
     for _ in 0..args.joins {
         let asked = Instant::now();
-        let call = enter(latecomer, &meeting, &organisation, MediaOptions::default()).await?;
-        if call
-            .wait_for(Duration::from_secs(10), |s| {
-                s.received.first_frame.is_some()
-            })
-            .await
-        {
-            if let Some(first) = call.with(|s| s.received.first_frame) {
-                latencies.push(first.duration_since(asked).as_secs_f64() * 1000.0);
-            }
-        }
+        let since = |t: Instant| t.duration_since(asked).as_secs_f64() * 1000.0;
+        let JoinAnswer::Admitted { ticket } =
+            latecomer.client.join(&meeting, &latecomer.device).await?
+        else {
+            bail!("the latecomer was not admitted");
+        };
+        phases.admitted.push(since(Instant::now()));
+        let call = latecomer
+            .client
+            .connect_with(
+                &meeting,
+                &latecomer.device,
+                &organisation,
+                ticket,
+                MediaOptions::default(),
+            )
+            .await?;
+        phases.connected.push(since(Instant::now()));
+        call.wait_for(Duration::from_secs(10), |s| {
+            s.received.first_frame.is_some()
+        })
+        .await;
+        let received = call.with(|s| s.received.clone());
+        phases.in_group.extend(received.in_group.map(since));
+        phases.answered.extend(received.answered.map(since));
+        latencies.extend(received.first_frame.map(since));
         call.leave().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -457,8 +473,8 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
     let frames_sent: u64 = delta(&after.frames_sent, &before.frames_sent).iter().sum();
     let expected_frames = frames_sent * (args.participants as u64 - 1);
     let frames_received = after_received.frames_received - before_received.frames_received;
-    let server_cpu = after.server.cpu_ns - before.server.cpu_ns;
-    let harness_cpu = after.harness.cpu_ns - before.harness.cpu_ns;
+    let server_cpu = after.server.cpu_since(&before.server);
+    let harness_cpu = after.harness.cpu_since(&before.harness);
     let senders = sent_per
         .iter()
         .zip(&bytes_per)
@@ -486,10 +502,32 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
         "frames_altered": after_received.altered - before_received.altered,
         "frames_undecryptable": after_received.undecryptable - before_received.undecryptable,
         "join_to_first_frame_ms": latencies,
+        "join_phases_median_ms": {
+            "admitted": median(&mut phases.admitted),
+            "signalling": median(&mut phases.connected),
+            "in_group": median(&mut phases.in_group),
+            "media_answer": median(&mut phases.answered),
+        },
         "join_to_first_frame_median_ms": latencies.get(latencies.len() / 2),
         "joins_without_a_frame_in_10_s": args.joins - latencies.len(),
     });
     Ok(SfuPhase { result, senders })
+}
+
+/// When each step of a latecomer's join was done, in ms from its join request: the policy
+/// admitted it, its signalling connection is open, it holds the group's keys (Welcome
+/// processed), the SFU answered its media offer.
+#[derive(Debug, Default)]
+struct JoinPhases {
+    admitted: Vec<f64>,
+    connected: Vec<f64>,
+    in_group: Vec<f64>,
+    answered: Vec<f64>,
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 /// Sends what each participant sent in the SFU phase (same datagram rate and size) through
@@ -566,7 +604,7 @@ async fn relay_phase(
     }
     let forwarded = after.1 - before.1;
     let window = after.2.duration_since(before.2).as_secs_f64();
-    let cpu = after.0.cpu_ns - before.0.cpu_ns;
+    let cpu = after.0.cpu_since(&before.0);
     let sent = sent.load(Ordering::Relaxed);
     let expected = sent * (senders.len() as u64 - 1);
     Ok(json!({
@@ -619,6 +657,18 @@ fn print_report(r: &Value) {
             .as_f64()
             .map_or("-".into(), |m| format!("{m:.0}")),
         s["join_to_first_frame_ms"]
+    );
+    let phase = |name: &str| {
+        s["join_phases_median_ms"][name]
+            .as_f64()
+            .map_or("-".into(), |m| format!("{m:.0}"))
+    };
+    println!(
+        "  join phases (median ms from the request): admitted {}, signalling {}, in the group {}, media answered {}",
+        phase("admitted"),
+        phase("signalling"),
+        phase("in_group"),
+        phase("media_answer")
     );
     println!(
         "  participants (this process) used {:.2} cores",

@@ -1,6 +1,7 @@
 //! Child processes the harness starts (the server, the relay) and what they cost, read from
 //! `/proc`.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -86,29 +87,33 @@ impl Drop for Process {
 }
 
 /// CPU time and memory of a process.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Usage {
-    /// CPU time of all its threads, in nanoseconds (the scheduler's exact account).
-    pub(crate) cpu_ns: u64,
+    /// CPU time of each of its threads, in nanoseconds (the scheduler's exact account), by
+    /// thread id.
+    threads: BTreeMap<u64, u64>,
     /// Resident memory, in bytes.
     pub(crate) rss_bytes: u64,
 }
 
 impl Usage {
     /// Reads `/proc/PID/task/*/schedstat` (first field: nanoseconds on CPU) and `VmRSS`.
-    /// Threads that already exited are not counted: the processes measured here keep theirs.
     pub(crate) fn of(pid: u32) -> anyhow::Result<Self> {
-        let mut cpu_ns = 0;
+        let mut threads = BTreeMap::new();
         let tasks = Path::new("/proc").join(pid.to_string()).join("task");
         for task in std::fs::read_dir(&tasks).with_context(|| format!("{}", tasks.display()))? {
-            let path = task?.path().join("schedstat");
+            let task = task?;
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
             // a thread may end between listing and reading
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                cpu_ns += text
+            if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+                let ns = text
                     .split_whitespace()
                     .next()
                     .and_then(|n| n.parse::<u64>().ok())
                     .unwrap_or(0);
+                threads.insert(tid, ns);
             }
         }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -119,7 +124,7 @@ impl Usage {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         Ok(Self {
-            cpu_ns,
+            threads,
             rss_bytes: rss_kb * 1024,
         })
     }
@@ -127,5 +132,17 @@ impl Usage {
     /// This process.
     pub(crate) fn own() -> anyhow::Result<Self> {
         Self::of(std::process::id())
+    }
+
+    /// CPU time spent since `before`, in nanoseconds: by the threads alive then and now, and
+    /// by those started since. A thread that ended in between is not counted: the ones that
+    /// come and go are the runtime's idle blocking threads, which end after 10 s of nothing
+    /// (a sum over the living threads dropped by their whole lifetime's CPU time when one
+    /// of them ended, and went negative).
+    pub(crate) fn cpu_since(&self, before: &Usage) -> u64 {
+        self.threads
+            .iter()
+            .map(|(tid, ns)| ns.saturating_sub(before.threads.get(tid).copied().unwrap_or(0)))
+            .sum()
     }
 }
