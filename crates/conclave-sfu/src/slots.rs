@@ -115,7 +115,10 @@ impl Slot {
     /// of `rate` Hz) goes out with `at` this instant, or `None` if it is from before the slot
     /// switched to `from`. At a switch the sequence continues from the last one sent and the
     /// clock moves on by the wall-clock time that passed (at least one tick), so the receiver's
-    /// jitter buffer sees one stream rather than a jump.
+    /// jitter buffer sees one stream rather than a jump. The first source's numbers pass
+    /// through without their rollovers: the receiver's SRTP counts rollovers of the slot's
+    /// stream from zero, and a sender past 65,536 packets (seven minutes of video) would
+    /// otherwise reach a newcomer under a count it cannot know, and nothing would open.
     pub(crate) fn renumber(
         &mut self,
         from: Source,
@@ -147,7 +150,7 @@ impl Slot {
                             next_time.wrapping_sub(time),
                         )
                     }
-                    None => (0, 0),
+                    None => ((seq & 0xffff).wrapping_sub(seq), 0),
                 };
                 self.timeline.insert(Timeline {
                     from,
@@ -375,5 +378,27 @@ mod tests {
         let mut slot = Slot::new(Mid::from("r1"), MediaKind::Audio);
         slot.renumber(a, 5.into(), u32::MAX, 48_000, start);
         assert_eq!(slot.renumber(b, 0.into(), 0, 48_000, start), r(6, 0));
+    }
+
+    #[test]
+    fn a_new_receiver_gets_a_long_running_stream_without_its_rollovers() {
+        let mut slot = Slot::new(Mid::from("r0"), MediaKind::Video);
+        let a = Source {
+            origin: ParticipantId(1),
+            mid: Mid::from("v"),
+            rid: None,
+        };
+        let at = Instant::now();
+        // the sender's sequence rolled over three times before this receiver joined
+        let mut seq = |n: u64| slot_seq(&mut slot, a, 3 * 65_536 + n, at);
+        assert_eq!(seq(65_534), Some(65_534));
+        assert_eq!(seq(65_535), Some(65_535));
+        // the next rollover is the receiver's first
+        assert_eq!(seq(65_536), Some(65_536));
+    }
+
+    fn slot_seq(slot: &mut Slot, from: Source, seq: u64, at: Instant) -> Option<u64> {
+        slot.renumber(from, seq.into(), 0, 90_000, at)
+            .map(|r| *r.seq)
     }
 }
