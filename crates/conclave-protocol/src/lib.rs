@@ -209,6 +209,20 @@ pub struct RosterEntry {
     pub host: bool,
 }
 
+impl RosterEntry {
+    /// The entry as participants who are not hosts see it: without the address.
+    #[must_use]
+    pub fn without_address(&self) -> Self {
+        Self {
+            network: Network {
+                address: None,
+                ..self.network.clone()
+            },
+            ..self.clone()
+        }
+    }
+}
+
 /// Applies a [`ServerMessage::RosterUpdate`] to the roster it follows.
 pub fn update_roster(
     roster: &mut Vec<RosterEntry>,

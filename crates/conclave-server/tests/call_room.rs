@@ -194,16 +194,7 @@ impl Call {
 
 /// A roster sorted by seat, without the addresses only hosts see.
 fn comparable(roster: &[RosterEntry]) -> Vec<RosterEntry> {
-    let mut entries: Vec<RosterEntry> = roster
-        .iter()
-        .map(|e| RosterEntry {
-            network: Network {
-                address: None,
-                ..e.network.clone()
-            },
-            ..e.clone()
-        })
-        .collect();
+    let mut entries: Vec<RosterEntry> = roster.iter().map(RosterEntry::without_address).collect();
     entries.sort_by_key(|e| e.participant);
     entries
 }

@@ -1089,16 +1089,7 @@ impl Room {
         message: impl Fn(Vec<RosterEntry>) -> ServerMessage,
     ) {
         if !others.is_empty() {
-            let hidden = entries
-                .iter()
-                .map(|e| RosterEntry {
-                    network: Network {
-                        address: None,
-                        ..e.network.clone()
-                    },
-                    ..e.clone()
-                })
-                .collect();
+            let hidden = entries.iter().map(RosterEntry::without_address).collect();
             self.send_all(others, &message(hidden));
         }
         if !hosts.is_empty() {
