@@ -1067,11 +1067,14 @@ impl Room {
             }
             p.has_roster = true;
         }
-        let whole = self.roster.clone();
-        self.send_views(entering, whole, |participants| ServerMessage::Roster {
-            participants,
-            locked,
-        });
+        if !entering.0.is_empty() || !entering.1.is_empty() {
+            // a copy only when someone enters, not on every change of a large call
+            let whole = self.roster.clone();
+            self.send_views(entering, whole, |participants| ServerMessage::Roster {
+                participants,
+                locked,
+            });
+        }
         if update {
             self.send_views(following, changed, |changed| ServerMessage::RosterUpdate {
                 changed,
