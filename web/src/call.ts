@@ -1,6 +1,6 @@
 // Taking part in a call from this browser: asking the policy to join, the signalling
 // WebSocket (docs/protocol.md, version 3), the MLS member (the wasm `Member`, the same Rust
-// as the native participant's) and, once in the group, audio and video (./media.ts) under
+// as the native participant's) and, once admitted, audio and video (./media.ts) under
 // the member's SFrame keys.
 // No DOM here: pages/call.ts shows a `CallSession`'s state and calls its actions.
 //
@@ -293,7 +293,7 @@ export class CallSession {
   private keys: { epoch: bigint; secret: Uint8Array; ownLeaf: number } | null = null;
   /** Camera, microphone and the offer, prepared while the seat joins the group. */
   private preparing: Promise<{ media: CallMedia; sdp: string }> | null = null;
-  /** The offer, until it is sent (once in the group: the server takes none before). */
+  /** The offer, until it is sent (once in the call: the server takes none from the lobby). */
   private offer: string | null = null;
 
   constructor(
@@ -622,6 +622,7 @@ export class CallSession {
         case 'roster':
           this.roster = msg.participants;
           this.locked = msg.locked;
+          this.sendOffer();
           break;
         case 'roster_update': {
           // as conclave-protocol's `update_roster`: drop who left, replace or append the rest
@@ -633,6 +634,7 @@ export class CallSession {
           }
           this.roster = roster;
           this.locked = msg.locked;
+          this.sendOffer();
           break;
         }
         case 'admitted':
@@ -761,8 +763,7 @@ export class CallSession {
 
   // ---- media -----------------------------------------------------------------------
 
-  /** Hands the current epoch's keys to the media, and the offer to the SFU once there are
-   * keys (the server takes media only from members of the group). */
+  /** Hands the current epoch's keys to the media. */
   private installKeys(): void {
     const keys = this.keys;
     const member = this.member;
@@ -772,10 +773,17 @@ export class CallSession {
       return;
     }
     this.media.setKeys(keys.epoch, keys.secret, keys.ownLeaf, Array.from(member.member_leaves()));
-    if (this.offer !== null) {
-      this.send({ type: 'media_offer', sdp: this.offer });
-      this.offer = null;
-    }
+  }
+
+  /** Sends the offer to the SFU once this seat is in the call (on the roster: admitted,
+   * whether or not its Welcome has come), so that media connects while the seat joins the
+   * group. The server takes no offer from the lobby. */
+  private sendOffer(): void {
+    const me = this.me;
+    if (this.offer === null || me === null) return;
+    if (!this.roster.some((e) => e.participant === me)) return;
+    this.send({ type: 'media_offer', sdp: this.offer });
+    this.offer = null;
   }
 
   /** Opens camera and microphone and makes the offer, in parallel with joining the group
@@ -803,6 +811,7 @@ export class CallSession {
         this.offer = sdp;
         this.mediaProblem = null;
         this.installKeys();
+        this.sendOffer();
         this.changed();
       },
       (e: unknown) => {

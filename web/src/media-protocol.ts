@@ -41,6 +41,9 @@ export interface TransformStats {
   opened: { audio: Work; video: Work };
   /** Outgoing frames dropped because they could not be sealed (no keys yet). */
   unsealed: number;
+  /** Incoming frames dropped because no keys came yet (media connects while the seat joins
+   * the group): not a failure of their sender. */
+  unopened: number;
   /** By slot ("video:3"). */
   failed: Record<string, Failures>;
   /** Whose frames each slot opened (by slot, as `failed`). */

@@ -348,6 +348,13 @@ impl Participant {
         self.me
     }
 
+    /// Whether this participant is in the call: on the roster, so admitted (by the policy or
+    /// a host), whether or not its Add has been committed yet. Media may connect from then on.
+    pub fn in_call(&self) -> bool {
+        self.me
+            .is_some_and(|me| self.roster.iter().any(|e| e.participant == me))
+    }
+
     /// Whether the server made this participant a host.
     pub fn is_host(&self) -> bool {
         self.host

@@ -558,7 +558,9 @@ async fn open_socket(
 ) -> Result<Socket, ClientError> {
     let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(tls));
     let (mut socket, _) =
-        tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+        // no Nagle: small messages (a commit, an answer) go at once rather than after the
+        // server's delayed ACK of the previous one
+        tokio_tungstenite::connect_async_tls_with_config(url, None, true, Some(connector))
             .await
             .map_err(transport)?;
     socket
@@ -583,7 +585,7 @@ pub struct CallState {
     pub participant: Participant,
     /// How the server closed the connection, once it has.
     pub closed: Option<(u16, String)>,
-    /// Media with the SFU, once the participant is in the group.
+    /// Media with the SFU, once the participant is in the call (admitted).
     pub media: Option<crate::media::Media>,
     /// Media frames received.
     pub received: Received,
@@ -839,7 +841,9 @@ async fn answered(
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(media) = state.media.as_mut() {
-        media.add_local_address(local).map_err(|e| e.to_string())?;
+        media
+            .add_local_address(local, Instant::now())
+            .map_err(|e| e.to_string())?;
     }
     Ok(Some(socket))
 }
@@ -882,11 +886,14 @@ pub struct Received {
     /// Frames that opened but match no sample (garbage on screen if a native participant sent
     /// them; a browser's own encoder output otherwise).
     pub altered: u64,
-    /// When the participant first held the group's keys (it joined the group and offered
-    /// media).
+    /// When the participant first held the group's keys (its Welcome processed).
     pub in_group: Option<Instant>,
+    /// When the first media offer went out (the participant was on the roster).
+    pub offered: Option<Instant>,
     /// When the SFU's answer to the first media offer arrived.
     pub answered: Option<Instant>,
+    /// When ICE and DTLS with the SFU were first up.
+    pub connected: Option<Instant>,
     /// When the first remote frame opened intact.
     pub first_frame: Option<Instant>,
     /// Intact video frames by the sample they are from: `small`, or the simulcast layer
@@ -1090,24 +1097,24 @@ async fn run(
                 Err(e) => tracing::warn!(error = %e, "no media; signalling only"),
             }
         }
-        // media: start once in the group, follow the epochs
+        // media: connect once admitted (while the Welcome is on its way), follow the epochs
         let mut datagrams = Vec::new();
         {
             let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
             let state = &mut *state;
-            if let (None, Some(keys)) = (&state.media, state.participant.key_material()) {
-                state.received.in_group.get_or_insert_with(Instant::now);
+            if state.media.is_none() && state.participant.in_call() {
                 let mut media = crate::media::Media::new(Instant::now());
                 media.set_audio_level(options.audio_level);
-                let _ = media.set_keys(keys, Instant::now());
                 let rids: Vec<&str> = pacer.video.iter().filter_map(|(rid, _)| *rid).collect();
                 if let Ok(sdp) = media.offer_simulcast(&rids, options.slots) {
                     outgoing.push(ClientMessage::MediaOffer { sdp });
+                    state.received.offered.get_or_insert_with(Instant::now);
                 }
                 state.media = Some(media);
             }
             if let Some(media) = state.media.as_mut() {
                 if let Some(keys) = state.participant.key_material() {
+                    state.received.in_group.get_or_insert_with(Instant::now);
                     if media.epoch() != Some(keys.epoch) {
                         let _ = media.set_keys(keys, Instant::now());
                     }
@@ -1142,6 +1149,9 @@ async fn run(
                             } else {
                                 state.received.altered += 1;
                             }
+                        }
+                        crate::media::Output::Event(crate::media::MediaEvent::Connected) => {
+                            state.received.connected.get_or_insert_with(Instant::now);
                         }
                         crate::media::Output::Event(_) => {}
                         crate::media::Output::Timeout(at) => break at,

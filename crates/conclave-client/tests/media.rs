@@ -200,7 +200,7 @@ impl Net {
         let addr: SocketAddr = format!("10.0.1.{}:5000", leaf + 1).parse().unwrap();
         let now = self.now;
         let mut media = Media::new(now);
-        media.add_local_address(addr).unwrap();
+        media.add_local_address(addr, now).unwrap();
         media.set_epoch(1, &SECRET_1, leaf, members, now).unwrap();
         let offer = media.offer().unwrap();
         self.offers.push(offer.clone());
@@ -690,9 +690,9 @@ fn misuse_and_bad_input_are_errors_not_panics() {
     let now = Instant::now();
     let addr: SocketAddr = "10.0.1.1:5000".parse().unwrap();
     let mut media = Media::new(now);
-    media.add_local_address(addr).unwrap();
+    media.add_local_address(addr, now).unwrap();
     assert!(
-        media.add_local_address(addr).is_err(),
+        media.add_local_address(addr, now).is_err(),
         "one address per connection"
     );
     assert!(media.accept_answer("v=0").is_err());

@@ -47,7 +47,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let local = listener.local_addr()?;
         // Tests and scripts read this line to learn the ports chosen for port 0.
         println!("listening on https://{local}");
+        // TCP_NODELAY: signalling is many small messages (a commit, a roster update, an SDP
+        // answer) each of which should leave at once, not wait for the peer's delayed ACK
+        // of the one before (up to 40 ms on Linux).
         let server = axum_server::from_tcp_rustls(listener, tls.clone())
+            .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
             .handle(handle.clone())
             .serve(
                 router

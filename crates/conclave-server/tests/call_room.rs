@@ -13,7 +13,7 @@ use conclave_e2ee::{ExternalSender, GroupRef};
 use conclave_identity::{CredentialClaims, DeviceKey, OrganisationKey};
 use conclave_protocol::{Bytes, ClientMessage, CloseCode, Network, RosterEntry, ServerMessage};
 use conclave_server::call::room::{Input, Output, Room, RoomConfig, Seat};
-use conclave_server::media::MediaNews;
+use conclave_server::media::{MediaNews, MediaRequest};
 use conclave_types::{DeviceId, DeviceTrust, ParticipantId, Timestamp, UserId};
 
 const NOW: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
@@ -36,6 +36,8 @@ struct Call {
     room: Room,
     people: Vec<Seated>,
     now: Timestamp,
+    /// Whose media offers the room passed to the SFU.
+    offers: Vec<ParticipantId>,
 }
 
 fn seat(n: u8, host: bool) -> Seat {
@@ -60,6 +62,7 @@ impl Call {
             room: Room::new(RoomConfig::default(), Arc::new(server()), false),
             people: Vec::new(),
             now: NOW,
+            offers: Vec::new(),
         }
     }
 
@@ -68,8 +71,16 @@ impl Call {
         self.enter_as(n, host, None)
     }
 
-    /// Seats participant `n`, in the lobby if `lobby` gives reasons.
+    /// Seats participant `n`, in the lobby if `lobby` gives reasons, and runs the call until
+    /// it is quiet.
     fn enter_as(&mut self, n: u8, host: bool, lobby: Option<Vec<String>>) -> ParticipantId {
+        let id = self.seat_only(n, host, lobby);
+        self.settle();
+        id
+    }
+
+    /// Seats participant `n` and stops there: nothing moves yet.
+    fn seat_only(&mut self, n: u8, host: bool, lobby: Option<Vec<String>>) -> ParticipantId {
         let device_seed = [n.wrapping_add(100); 32];
         let credential = org().issue_credential(CredentialClaims {
             organisation: "Example".into(),
@@ -109,7 +120,6 @@ impl Call {
             },
             self.now,
         );
-        self.settle();
         id
     }
 
@@ -133,6 +143,9 @@ impl Call {
                         person.participant.handle(message, now);
                     }
                     Output::Close(to, code, _) => self.person(to).closed = Some(code),
+                    Output::Media(MediaRequest::Offer { participant, .. }) => {
+                        self.offers.push(participant);
+                    }
                     _ => {}
                 }
             }
@@ -477,6 +490,46 @@ fn lobby_waits_for_a_host_who_admits_or_denies() {
         call.present().next().unwrap().participant.members().len(),
         3
     );
+}
+
+#[test]
+fn media_connects_while_an_admitted_seat_joins_the_group_but_never_from_the_lobby() {
+    let mut call = Call::new();
+    let host = call.enter(1, true);
+    let offer = |id| Input::Message(id, ClientMessage::MediaOffer { sdp: "v=0".into() });
+
+    // admitted by the policy, its Add not yet committed: the offer goes to the SFU at once
+    let joining = call.seat_only(2, false, None);
+    call.room.handle(offer(joining), call.now);
+    call.settle();
+    assert_eq!(call.offers, [joining]);
+    assert!(call.person(joining).participant.errors().is_empty());
+    assert!(call.person(joining).participant.epoch().is_some());
+
+    // waiting in the lobby: refused, nothing reaches the SFU
+    let waiting = call.enter_as(3, false, Some(vec!["untrusted network".into()]));
+    call.room.handle(offer(waiting), call.now);
+    call.settle();
+    assert_eq!(call.offers, [joining]);
+    assert_eq!(
+        call.person(waiting).participant.errors(),
+        ["media starts once you are admitted"]
+    );
+
+    // once a host admits them, before the round that adds them has run, it may
+    call.room.handle(
+        Input::Message(
+            host,
+            ClientMessage::Admit {
+                participant: waiting,
+            },
+        ),
+        call.now,
+    );
+    call.room.handle(offer(waiting), call.now);
+    call.settle();
+    assert_eq!(call.offers, [joining, waiting]);
+    call.agreed_code();
 }
 
 #[test]

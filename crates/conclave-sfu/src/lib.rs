@@ -113,7 +113,7 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::BweKind;
 use str0m::change::SdpOffer;
-use str0m::config::CryptoProvider;
+use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
@@ -360,6 +360,10 @@ struct Participant {
 pub struct Sfu {
     local_addr: SocketAddr,
     crypto: Arc<CryptoProvider>,
+    /// The SFU's one DTLS certificate, made once: making one per participant (an ECDSA key)
+    /// cost every join a millisecond and more on the thread that forwards everyone's media.
+    /// Participants pin its fingerprint from the answer, which signalling carries.
+    dtls_cert: Option<DtlsCert>,
     participants: BTreeMap<ParticipantId, Participant>,
     /// Participants whose `Rtc` may have output.
     dirty: BTreeSet<ParticipantId>,
@@ -396,9 +400,11 @@ impl Sfu {
     /// candidate in every answer and offer, so it must be reachable by participants. `now` is
     /// the driver's clock at start: the core never reads a clock itself.
     pub fn new(local_addr: SocketAddr, now: Instant) -> Sfu {
+        let crypto = Arc::new(str0m::crypto::from_feature_flags());
         Sfu {
             local_addr,
-            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            dtls_cert: crypto.dtls_provider.generate_certificate(),
+            crypto,
             participants: BTreeMap::new(),
             dirty: BTreeSet::new(),
             by_address: HashMap::new(),
@@ -450,8 +456,11 @@ impl Sfu {
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
 
-        let mut rtc = Rtc::builder()
-            .set_crypto_provider(Arc::clone(&self.crypto))
+        let mut config = Rtc::builder().set_crypto_provider(Arc::clone(&self.crypto));
+        if let Some(cert) = &self.dtls_cert {
+            config = config.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = config
             .set_ice_lite(true)
             // Packets are forwarded as they come, renumbered per slot; see `forward`.
             .set_rtp_mode(true)
