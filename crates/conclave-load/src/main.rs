@@ -192,6 +192,8 @@ fn start_server(bin: &std::path::Path) -> anyhow::Result<Server> {
 }
 
 struct Person {
+    name: String,
+    password: String,
     client: Client,
     device: Device,
 }
@@ -226,8 +228,13 @@ async fn populate(
         let mut client = Client::new(&server.base, Some(&server.pem))?;
         client.sign_in(&name, &password).await?;
         let device = client.register_device("load").await?;
-        people.push(Person { client, device });
-        names.push(name);
+        names.push(name.clone());
+        people.push(Person {
+            name,
+            password,
+            client,
+            device,
+        });
     }
     let now = time::OffsetDateTime::now_utc();
     let rfc3339 = |t: time::OffsetDateTime| {
@@ -429,6 +436,7 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
                     .enable_all()
                     .build()?
                     .block_on(join_repeatedly(
+                        (&server.base, &server.pem),
                         latecomer,
                         &meeting,
                         &organisation,
@@ -504,6 +512,7 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
 /// Joins `times` times, each time until the first remote frame opens (or 10 s pass), then
 /// leaves: the join latencies (ms) and the steps' times.
 async fn join_repeatedly(
+    (base, pem): (&str, &[u8]),
     latecomer: &Person,
     meeting: &MeetingId,
     organisation: &Organisation,
@@ -511,8 +520,9 @@ async fn join_repeatedly(
 ) -> anyhow::Result<(Vec<f64>, JoinPhases)> {
     let mut latencies = Vec::new();
     let mut phases = JoinPhases::default();
-    // (its HTTP connections may be driven by the harness's runtime; its call is not)
-    let client = &latecomer.client;
+    // signed in again here, so that its HTTP connections live on this runtime too
+    let mut client = Client::new(base, Some(pem))?;
+    client.sign_in(&latecomer.name, &latecomer.password).await?;
     for _ in 0..times {
         let asked = Instant::now();
         let since = |t: Instant| t.duration_since(asked).as_secs_f64() * 1000.0;
