@@ -58,7 +58,7 @@ impl Client {
         let (offer, pending) = change.apply().expect("two new m-lines are a change");
         let id = ParticipantId(u64::from(n));
         let answer = sfu
-            .add_participant(now, CallId(1), id, &offer.to_sdp_string())
+            .add_participant(now, CallId(1), id, offer.to_sdp_string().parse().unwrap())
             .expect("the SFU answers a str0m offer");
         rtc.sdp_api()
             .accept_answer(

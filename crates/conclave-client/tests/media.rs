@@ -205,7 +205,10 @@ impl Net {
         let offer = media.offer().unwrap();
         self.offers.push(offer.clone());
         let id = ParticipantId(u64::from(leaf) + 1);
-        let answer = self.sfu.add_participant(now, CALL, id, &offer).unwrap();
+        let answer = self
+            .sfu
+            .add_participant(now, CALL, id, offer.parse().unwrap())
+            .unwrap();
         media.accept_answer(&answer).unwrap();
         self.peers.push(Peer {
             leaf,
@@ -243,7 +246,12 @@ impl Net {
         let (offer, pending) = change.apply().unwrap();
         let answer = self
             .sfu
-            .add_participant(now, CALL, ParticipantId(99), &offer.to_sdp_string())
+            .add_participant(
+                now,
+                CALL,
+                ParticipantId(99),
+                offer.to_sdp_string().parse().unwrap(),
+            )
             .unwrap();
         rtc.sdp_api()
             .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())

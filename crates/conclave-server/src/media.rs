@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use conclave_sfu::{CallId, Output, Sfu, SfuEvent};
+use conclave_sfu::{CallId, Offer, Output, Sfu, SfuEvent};
 use conclave_types::{MeetingId, ParticipantId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -19,14 +19,15 @@ use tokio::sync::mpsc;
 use crate::api::AppState;
 
 /// What a call asks of the SFU.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum MediaRequest {
-    /// The participant's SDP offer (first or renegotiation).
+    /// The participant's SDP offer (first or renegotiation), parsed by the call (parsing is
+    /// most of what a join costs, and the SFU's thread forwards every call's media).
     Offer {
         /// Who.
         participant: ParticipantId,
         /// The offer.
-        sdp: String,
+        offer: Offer,
     },
     /// The participant left the call.
     Remove(ParticipantId),
@@ -289,14 +290,14 @@ fn apply(
 ) {
     let now = Instant::now();
     match request {
-        MediaRequest::Offer { participant, sdp } => {
+        MediaRequest::Offer { participant, offer } => {
             let known = ids.participants.contains_key(&participant);
             let call = ids.call(meeting);
             let p = ids.participant(participant);
             let answer = if known {
-                sfu.handle_offer(now, p, &sdp)
+                sfu.handle_offer(now, p, offer)
             } else {
-                sfu.add_participant(now, call, p, &sdp)
+                sfu.add_participant(now, call, p, offer)
             };
             match answer {
                 Ok(sdp) => tell(state, meeting, MediaNews::Answer { participant, sdp }),

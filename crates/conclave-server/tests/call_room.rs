@@ -496,7 +496,10 @@ fn lobby_waits_for_a_host_who_admits_or_denies() {
 fn media_connects_while_an_admitted_seat_joins_the_group_but_never_from_the_lobby() {
     let mut call = Call::new();
     let host = call.enter(1, true);
-    let offer = |id| Input::Message(id, ClientMessage::MediaOffer { sdp: "v=0".into() });
+    let sdp = conclave_client::media::Media::new(std::time::Instant::now())
+        .offer()
+        .unwrap();
+    let offer = |id| Input::Message(id, ClientMessage::MediaOffer { sdp: sdp.clone() });
 
     // admitted by the policy, its Add not yet committed: the offer goes to the SFU at once
     let joining = call.seat_only(2, false, None);
@@ -530,6 +533,18 @@ fn media_connects_while_an_admitted_seat_joins_the_group_but_never_from_the_lobb
     call.settle();
     assert_eq!(call.offers, [joining, waiting]);
     call.agreed_code();
+
+    // what is not SDP is refused by the call, and never reaches the SFU
+    call.room.handle(
+        Input::Message(joining, ClientMessage::MediaOffer { sdp: "v=0".into() }),
+        call.now,
+    );
+    call.settle();
+    assert_eq!(call.offers, [joining, waiting]);
+    assert_eq!(
+        call.person(joining).participant.errors(),
+        ["the media description was refused"]
+    );
 }
 
 #[test]

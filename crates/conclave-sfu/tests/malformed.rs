@@ -79,7 +79,7 @@ impl Client {
         let (offer, pending) = change.apply().unwrap();
         let id = ParticipantId(u64::from(n));
         let answer = sfu
-            .add_participant(now, CallId(1), id, &offer.to_sdp_string())
+            .add_participant(now, CallId(1), id, offer.to_sdp_string().parse().unwrap())
             .unwrap();
         rtc.sdp_api()
             .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())

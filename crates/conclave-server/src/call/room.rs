@@ -29,6 +29,7 @@ use conclave_protocol::{
     Alert, Bytes, ClientMessage, CloseCode, LobbyEntry, MediaPath, Network, RosterEntry,
     ServerMessage,
 };
+use conclave_sfu::Offer;
 use conclave_types::{DeviceId, DeviceTrust, ParticipantId, Timestamp, UserId};
 
 use crate::media::{MediaNews, MediaRequest};
@@ -629,12 +630,16 @@ impl Room {
                 let _ = sdp;
                 self.refuse(from, "media starts once you are admitted");
             }
-            ClientMessage::MediaOffer { sdp } => {
-                self.outputs.push_back(Output::Media(MediaRequest::Offer {
+            ClientMessage::MediaOffer { sdp } => match Offer::parse(&sdp) {
+                Ok(offer) => self.outputs.push_back(Output::Media(MediaRequest::Offer {
                     participant: from,
-                    sdp,
-                }))
-            }
+                    offer,
+                })),
+                Err(e) => {
+                    tracing::info!(participant = %from, error = %e, "SDP offer refused");
+                    self.refuse(from, "the media description was refused");
+                }
+            },
             ClientMessage::Admit { participant } => self.decide_lobby(from, participant, true),
             ClientMessage::Deny { participant } => self.decide_lobby(from, participant, false),
             _ => self.refuse(from, "this request is not supported"),
