@@ -109,11 +109,12 @@ mod speaker;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::BweKind;
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::media::{Direction, KeyframeRequestKind, MediaAdded, MediaChanged, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -274,6 +275,40 @@ impl std::str::FromStr for Offer {
 
     fn from_str(sdp: &str) -> Result<Offer, SfuError> {
         Offer::parse(sdp)
+    }
+}
+
+/// Why [`negotiate`] gave no answer.
+enum Negotiation {
+    /// `str0m` refused the offer; the `Rtc` is as it was.
+    Refused(SfuError),
+    /// `str0m` panicked on the offer: the `Rtc` may be half changed.
+    Broken(SfuError),
+}
+
+impl From<Negotiation> for SfuError {
+    fn from(n: Negotiation) -> SfuError {
+        match n {
+            Negotiation::Refused(e) | Negotiation::Broken(e) => e,
+        }
+    }
+}
+
+/// `str0m`'s `accept_offer`, its panics contained. Some offers no browser makes trip
+/// assertions inside it (an H.264 payload type without its `fmtp` line matches two of our
+/// H.264 profiles at once: "Pt locked multiple times"). A panic would end the thread that
+/// forwards every call's media, so it is caught and the offer refused like any bad SDP.
+fn negotiate(rtc: &mut Rtc, offer: SdpOffer) -> Result<SdpAnswer, Negotiation> {
+    let accepted = std::panic::catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer)));
+    match accepted {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(Negotiation::Refused(SfuError::BadSdp(e.to_string()))),
+        Err(_) => {
+            tracing::warn!("an SDP offer made str0m panic; refused");
+            Err(Negotiation::Broken(SfuError::BadSdp(
+                "the offer could not be negotiated".into(),
+            )))
+        }
     }
 }
 
@@ -504,10 +539,7 @@ impl Sfu {
         let candidate = Candidate::host(self.local_addr, Protocol::Udp)
             .map_err(|e| SfuError::BadLocalAddress(e.to_string()))?;
         rtc.add_local_candidate(candidate);
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = negotiate(&mut rtc, offer)?;
 
         self.arrivals += 1;
         self.participants.insert(
@@ -552,7 +584,9 @@ impl Sfu {
     }
 
     /// A new SDP offer from the participant (it added or removed tracks to send, or slots to
-    /// receive on). Returns the answer.
+    /// receive on). Returns the answer. An offer that `str0m` cannot negotiate without
+    /// breaking the connection's state also ends the connection
+    /// ([`SfuEvent::Disconnected`]).
     pub fn handle_offer(
         &mut self,
         now: Instant,
@@ -564,11 +598,21 @@ impl Sfu {
             .participants
             .get_mut(&participant)
             .ok_or(SfuError::UnknownParticipant(participant))?;
-        let answer = p
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = match negotiate(&mut p.rtc, offer) {
+            Ok(answer) => answer,
+            Err(Negotiation::Refused(e)) => return Err(e),
+            Err(Negotiation::Broken(e)) => {
+                // its `Rtc` is not to be trusted any more: the participant is gone, as if
+                // its connection had failed, and may offer again on a new seat
+                let call = p.call;
+                p.dead = true;
+                p.deadline = None;
+                self.outputs
+                    .push_back(Output::Event(SfuEvent::Disconnected { call, participant }));
+                self.assign(call);
+                return Err(e);
+            }
+        };
         self.dirty.insert(participant);
         Ok(answer.to_sdp_string())
     }

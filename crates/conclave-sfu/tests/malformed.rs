@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conclave_sfu::{CallId, Output, ParticipantId, ReceiveError, Sfu, SfuEvent};
+use conclave_sfu::{CallId, Offer, Output, ParticipantId, ReceiveError, Sfu, SfuEvent};
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
@@ -571,4 +571,108 @@ fn every_prefix_of_every_kind_from_anywhere_is_harmless() {
         "every refusal is counted once: {stats:?}"
     );
     net.assert_still_forwarding();
+}
+
+/// An offer as a browser makes it: audio and simulcast video to send, slots to receive on,
+/// Opus, VP8 and H.264 (whose several profiles are the hardest to negotiate).
+fn sample_offer(now: Instant) -> String {
+    let mut rtc = Rtc::builder()
+        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_h264(true)
+        .build(now);
+    rtc.add_local_candidate(Candidate::host("10.0.1.9:5000".parse().unwrap(), "udp").unwrap());
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let mut simulcast = str0m::media::Simulcast::new();
+    simulcast.add_send_layer(str0m::media::SimulcastLayer::new("h"));
+    simulcast.add_send_layer(str0m::media::SimulcastLayer::new("l"));
+    change.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        None,
+        None,
+        Some(simulcast),
+    );
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        change.add_media(kind, Direction::RecvOnly, None, None, None);
+    }
+    let (offer, _) = change.apply().unwrap();
+    offer.to_sdp_string()
+}
+
+/// Damaged offers: every line left out, every line's value emptied or made huge, the text
+/// cut short at many places. Each either fails to parse or is answered or refused by the
+/// SFU; none may panic, and the SFU still answers a good offer afterwards. (Leaving out an
+/// H.264 payload type's `fmtp` line made `str0m`'s negotiation panic.)
+#[test]
+fn damaged_sdp_offers_are_refused_or_answered_never_a_panic() {
+    let now = Instant::now();
+    let mut sfu = Sfu::new(SFU_ADDR.parse().unwrap(), now);
+    let good = sample_offer(now);
+    let lines: Vec<&str> = good.split("\r\n").collect();
+    let mut damaged: Vec<String> = Vec::new();
+    for i in 0..lines.len() {
+        let with = |line: &str| {
+            let mut v = lines.clone();
+            v[i] = line;
+            v.join("\r\n")
+        };
+        let mut without = lines.clone();
+        without.remove(i);
+        damaged.push(without.join("\r\n"));
+        let line = lines[i];
+        let (key, _) = line.split_once(':').unwrap_or((line, ""));
+        for value in ["", "4294967296"] {
+            damaged.push(with(&format!("{key}:{value}")));
+        }
+        damaged.push(with(&format!("{line} {line}")));
+    }
+    for cut in (0..good.len()).step_by(29) {
+        damaged.push(good.get(..cut).unwrap_or_default().to_owned());
+    }
+
+    let (mut parsed, mut answered) = (0u64, 0u64);
+    for (n, sdp) in damaged.iter().enumerate() {
+        let Ok(offer) = Offer::parse(sdp) else {
+            continue;
+        };
+        parsed += 1;
+        let id = ParticipantId(n as u64 + 1);
+        if sfu.add_participant(now, CallId(1), id, offer).is_ok() {
+            answered += 1;
+            sfu.remove_participant(id).unwrap();
+        }
+        while !matches!(sfu.poll_output(), Output::Timeout(_)) {}
+    }
+    assert!(
+        parsed > 0 && answered > 0,
+        "{parsed} parsed, {answered} answered"
+    );
+
+    // the same as a renegotiation (a line left out), from a participant with a connection
+    let stride = damaged.len() / lines.len().max(1);
+    for (n, sdp) in damaged
+        .iter()
+        .take(lines.len() * stride)
+        .step_by(stride)
+        .enumerate()
+    {
+        let Ok(offer) = Offer::parse(sdp) else {
+            continue;
+        };
+        let id = ParticipantId(10_000 + n as u64);
+        sfu.add_participant(now, CallId(2), id, good.parse().unwrap())
+            .unwrap();
+        let _ = sfu.handle_offer(now, id, offer);
+        sfu.remove_participant(id).unwrap();
+        while !matches!(sfu.poll_output(), Output::Timeout(_)) {}
+    }
+    assert!(
+        sfu.add_participant(now, CallId(1), ParticipantId(0), good.parse().unwrap())
+            .is_ok(),
+        "a good offer is still answered"
+    );
 }
