@@ -594,9 +594,11 @@ impl Sfu {
         Offer(offer): Offer,
     ) -> Result<String, SfuError> {
         self.advance(now);
+        // a connection that ended takes no offers: the participant comes back on a new seat
         let p = self
             .participants
             .get_mut(&participant)
+            .filter(|p| !p.dead)
             .ok_or(SfuError::UnknownParticipant(participant))?;
         let answer = match negotiate(&mut p.rtc, offer) {
             Ok(answer) => answer,

@@ -652,7 +652,7 @@ fn damaged_sdp_offers_are_refused_or_answered_never_a_panic() {
         "{parsed} parsed, {answered} answered"
     );
 
-    // the same as a renegotiation (a line left out), from a participant with a connection
+    // damaged offers as renegotiations, from a participant with a connection
     let stride = damaged.len() / lines.len().max(1);
     for (n, sdp) in damaged
         .iter()
