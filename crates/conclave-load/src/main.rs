@@ -268,19 +268,23 @@ async fn populate(
     Ok((meeting, organisation, people))
 }
 
+/// Asks to join as `device` and, admitted, opens the call: the call, and when the policy's
+/// answer came.
 async fn enter(
-    person: &Person,
+    client: &Client,
+    device: &Device,
     meeting: &MeetingId,
     organisation: &Organisation,
     options: MediaOptions,
-) -> anyhow::Result<Call> {
-    let JoinAnswer::Admitted { ticket } = person.client.join(meeting, &person.device).await? else {
+) -> anyhow::Result<(Call, Instant)> {
+    let JoinAnswer::Admitted { ticket } = client.join(meeting, device).await? else {
         bail!("a load participant was not admitted");
     };
-    Ok(person
-        .client
-        .connect_with(meeting, &person.device, organisation, ticket, options)
-        .await?)
+    let admitted = Instant::now();
+    let call = client
+        .connect_with(meeting, device, organisation, ticket, options)
+        .await?;
+    Ok((call, admitted))
 }
 
 /// Counters of every participant at one instant.
@@ -356,7 +360,14 @@ async fn sfu_phase(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<
             slots,
             ..MediaOptions::default()
         };
-        let call = enter(person, &meeting, &organisation, options).await?;
+        let (call, _) = enter(
+            &person.client,
+            &person.device,
+            &meeting,
+            &organisation,
+            options,
+        )
+        .await?;
         if !call
             .wait_for(Duration::from_secs(60), |s| s.participant.epoch().is_some())
             .await
@@ -526,19 +537,15 @@ async fn join_repeatedly(
     for _ in 0..times {
         let asked = Instant::now();
         let since = |t: Instant| t.duration_since(asked).as_secs_f64() * 1000.0;
-        let JoinAnswer::Admitted { ticket } = client.join(meeting, &latecomer.device).await? else {
-            bail!("the latecomer was not admitted");
-        };
-        phases.admitted.push(since(Instant::now()));
-        let call = client
-            .connect_with(
-                meeting,
-                &latecomer.device,
-                organisation,
-                ticket,
-                MediaOptions::default(),
-            )
-            .await?;
+        let (call, admitted) = enter(
+            &client,
+            &latecomer.device,
+            meeting,
+            organisation,
+            MediaOptions::default(),
+        )
+        .await?;
+        phases.admitted.push(since(admitted));
         phases.connected.push(since(Instant::now()));
         call.wait_for(Duration::from_secs(10), |s| {
             s.received.first_frame.is_some()

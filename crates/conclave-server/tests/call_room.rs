@@ -123,6 +123,11 @@ impl Call {
         id
     }
 
+    /// Hands the room a message from `from`; nothing moves until the next `settle`.
+    fn say(&mut self, from: ParticipantId, message: ClientMessage) {
+        self.room.handle(Input::Message(from, message), self.now);
+    }
+
     fn person(&mut self, id: ParticipantId) -> &mut Seated {
         self.people.iter_mut().find(|p| p.id == id).unwrap()
     }
@@ -499,11 +504,11 @@ fn media_connects_while_an_admitted_seat_joins_the_group_but_never_from_the_lobb
     let sdp = conclave_client::media::Media::new(std::time::Instant::now())
         .offer()
         .unwrap();
-    let offer = |id| Input::Message(id, ClientMessage::MediaOffer { sdp: sdp.clone() });
+    let offer = || ClientMessage::MediaOffer { sdp: sdp.clone() };
 
     // admitted by the policy, its Add not yet committed: the offer goes to the SFU at once
     let joining = call.seat_only(2, false, None);
-    call.room.handle(offer(joining), call.now);
+    call.say(joining, offer());
     call.settle();
     assert_eq!(call.offers, [joining]);
     assert!(call.person(joining).participant.errors().is_empty());
@@ -511,7 +516,7 @@ fn media_connects_while_an_admitted_seat_joins_the_group_but_never_from_the_lobb
 
     // waiting in the lobby: refused, nothing reaches the SFU
     let waiting = call.enter_as(3, false, Some(vec!["untrusted network".into()]));
-    call.room.handle(offer(waiting), call.now);
+    call.say(waiting, offer());
     call.settle();
     assert_eq!(call.offers, [joining]);
     assert_eq!(
@@ -520,25 +525,19 @@ fn media_connects_while_an_admitted_seat_joins_the_group_but_never_from_the_lobb
     );
 
     // once a host admits them, before the round that adds them has run, it may
-    call.room.handle(
-        Input::Message(
-            host,
-            ClientMessage::Admit {
-                participant: waiting,
-            },
-        ),
-        call.now,
+    call.say(
+        host,
+        ClientMessage::Admit {
+            participant: waiting,
+        },
     );
-    call.room.handle(offer(waiting), call.now);
+    call.say(waiting, offer());
     call.settle();
     assert_eq!(call.offers, [joining, waiting]);
     call.agreed_code();
 
     // what is not SDP is refused by the call, and never reaches the SFU
-    call.room.handle(
-        Input::Message(joining, ClientMessage::MediaOffer { sdp: "v=0".into() }),
-        call.now,
-    );
+    call.say(joining, ClientMessage::MediaOffer { sdp: "v=0".into() });
     call.settle();
     assert_eq!(call.offers, [joining, waiting]);
     assert_eq!(
@@ -563,14 +562,11 @@ fn hosts_admit_from_the_lobby_of_a_locked_call() {
         Some(vec!["a host has locked this meeting".into()]),
     );
     assert_eq!(call.person(host).participant.lobby().len(), 1);
-    call.room.handle(
-        Input::Message(
-            host,
-            ClientMessage::Admit {
-                participant: waiting,
-            },
-        ),
-        call.now,
+    call.say(
+        host,
+        ClientMessage::Admit {
+            participant: waiting,
+        },
     );
     call.settle();
     assert_eq!(call.person(waiting).participant.waiting(), None);

@@ -449,6 +449,19 @@ pub struct Sfu {
     swept_at: Instant,
 }
 
+impl Participant {
+    /// Marks its connection ended: no more input or timeouts. Returns the event that tells
+    /// the driver.
+    fn end(&mut self, id: ParticipantId) -> Output {
+        self.dead = true;
+        self.deadline = None;
+        Output::Event(SfuEvent::Disconnected {
+            call: self.call,
+            participant: id,
+        })
+    }
+}
+
 impl fmt::Debug for Sfu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sfu")
@@ -607,10 +620,7 @@ impl Sfu {
                 // its `Rtc` is not to be trusted any more: the participant is gone, as if
                 // its connection had failed, and may offer again on a new seat
                 let call = p.call;
-                p.dead = true;
-                p.deadline = None;
-                self.outputs
-                    .push_back(Output::Event(SfuEvent::Disconnected { call, participant }));
+                self.outputs.push_back(p.end(participant));
                 self.assign(call);
                 return Err(e);
             }
@@ -822,7 +832,6 @@ impl Sfu {
             .unwrap_or(self.now + IDLE_TIMEOUT)
     }
 
-    /// Polls every dirty participant's `Rtc`.
     /// Polls one participant's `Rtc` until it has nothing more, then acts on what it said
     /// (which may dirty others).
     fn poll_participant(&mut self, id: ParticipantId) {
@@ -874,14 +883,8 @@ impl Sfu {
         }
         let mut died = None;
         if !p.rtc.is_alive() && !p.dead {
-            p.dead = true;
-            p.deadline = None;
             died = Some(p.call);
-            self.outputs
-                .push_back(Output::Event(SfuEvent::Disconnected {
-                    call: p.call,
-                    participant: id,
-                }));
+            self.outputs.push_back(p.end(id));
         }
         for event in events {
             self.handle_event(id, event);

@@ -624,10 +624,9 @@ impl Room {
             }
             // Media connects while the seat joins the group (ICE and DTLS overlap the MLS
             // round); what flows before its Welcome is sealed under keys it does not hold yet.
-            ClientMessage::MediaOffer { sdp }
-                if !self.find(from).is_some_and(|p| p.phase != Phase::Lobby) =>
+            ClientMessage::MediaOffer { .. }
+                if self.find(from).is_none_or(|p| p.phase == Phase::Lobby) =>
             {
-                let _ = sdp;
                 self.refuse(from, "media starts once you are admitted");
             }
             ClientMessage::MediaOffer { sdp } => match Offer::parse(&sdp) {
