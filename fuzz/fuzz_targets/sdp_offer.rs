@@ -71,31 +71,26 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if Offer::parse(text).is_err() {
+    let Ok(offer) = Offer::parse(text) else {
         return;
-    }
+    };
     TARGET.with(|cell| {
         let target = &mut *cell.borrow_mut();
         let now = Instant::now();
-        let mut id = || {
-            target.next += 1;
-            ParticipantId(target.next)
-        };
-        let (joining, renegotiating) = (id(), id());
-        let offer = || Offer::parse(text).expect("parsed above");
+        target.next += 2;
+        let (joining, renegotiating) = (ParticipantId(target.next - 1), ParticipantId(target.next));
+        // an `Offer` is used up by negotiation; each path parses its own
         let first = Offer::parse(&target.first).expect("str0m parses its own offer");
         let sfu = &mut target.sfu;
-        if sfu
-            .add_participant(now, CallId(1), joining, offer())
-            .is_ok()
-        {
+        if sfu.add_participant(now, CallId(1), joining, offer).is_ok() {
             let _ = sfu.remove_participant(joining);
         }
         if sfu
             .add_participant(now, CallId(2), renegotiating, first)
             .is_ok()
         {
-            let _ = sfu.handle_offer(now, renegotiating, offer());
+            let again = Offer::parse(text).expect("parsed above");
+            let _ = sfu.handle_offer(now, renegotiating, again);
             let _ = sfu.remove_participant(renegotiating);
         }
         while !matches!(sfu.poll_output(), Output::Timeout(_)) {}
